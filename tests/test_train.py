@@ -1,0 +1,65 @@
+"Training end to end on CPU on synthetic images, for both folder layouts, and the command line."
+import json, subprocess, sys
+import pytest, torch
+import pandas as pd
+from covid_fastai.learner import train_covid_learner
+from conftest import tree_digest
+
+def test_pretrained_lite0_beats_chance(xray_folder):
+    before = tree_digest(xray_folder)
+    learn = train_covid_learner(xray_folder, arch='efficientnet_lite0', epochs=2, freeze_epochs=1, size=64, bs=8, num_workers=0)
+    loss, acc, f1 = learn.validate()
+    assert acc >= 0.8 and f1 >= 0.8, (acc, f1)   # 10 validation images, 2 classes: chance is 0.5
+    assert learn.recorder.metric_names[1:5] == ['train_loss', 'valid_loss', 'accuracy', 'f1_score']
+    assert learn.history.stage.tolist() == [1, 2, 2]  # 1 frozen + 2 unfrozen epochs
+    assert tree_digest(xray_folder) == before    # the data folder is only read
+
+def test_fine_tune_freezes_then_unfreezes(xray_folder):
+    learn = train_covid_learner(xray_folder, arch='efficientnet_lite0', epochs=1, freeze_epochs=1, size=32, bs=8, num_workers=0)
+    assert all(p.requires_grad for p in learn.model.parameters())  # unfrozen at the end
+    learn.freeze()
+    body_conv = learn.model[0].stem[0].weight
+    assert not body_conv.requires_grad and all(p.requires_grad for p in learn.model[1].parameters())
+
+def test_split_layout_with_test_folder(split_folder):
+    learn = train_covid_learner(split_folder, arch='efficientnet_lite0', epochs=1, freeze_epochs=1, size=48, bs=8, num_workers=0)
+    assert list(learn.dls.vocab) == ['COVID-19', 'No_findings', 'Pneumonia']
+    assert len(learn.dls.valid_ds) == 12
+    assert set(learn.test_metrics) == {'loss', 'accuracy', 'f1_score'}
+    assert 0 <= learn.test_metrics['accuracy'] <= 1
+
+def test_random_init_mobilenet_trains(xray_folder):
+    learn = train_covid_learner(xray_folder, arch='mobilenet', pretrained=False, epochs=1, freeze_epochs=0, size=32, bs=8, num_workers=0)
+    assert learn.history.stage.tolist() == [1] and learn.arch == 'mobilenet'
+
+def test_seeded_runs_match(xray_folder):
+    kw = dict(arch='efficientnet_lite0', epochs=1, freeze_epochs=0, size=32, bs=8, num_workers=0)
+    a, b = (train_covid_learner(xray_folder, **kw).recorder.values for _ in range(2))
+    assert a == b
+
+def test_errors_before_training(tmp_path):
+    with pytest.raises(ValueError, match='Valid names'): train_covid_learner(tmp_path, arch='alexnet')
+    with pytest.raises(FileNotFoundError): train_covid_learner(tmp_path/'nope', arch='efficientnet_lite0')
+
+def test_cli_trains_and_saves(xray_folder, tmp_path):
+    out = tmp_path/'model'
+    r = subprocess.run(['covid-fastai-train', str(xray_folder), '--arch', 'efficientnet_lite0', '--epochs', '1',
+                        '--size', '32', '--bs', '8', '--out', str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    d = json.loads((out/'model.json').read_text())
+    assert d['arch'] == 'efficientnet_lite0' and d['classes'] == ['covid', 'normal'] and d['mean'] == [0.5]*3
+    assert set(d['valid_metrics']) == {'loss', 'accuracy', 'f1_score'}
+    from safetensors.torch import load_file
+    sd = load_file(str(out/'model.safetensors'))
+    assert any(k.startswith('1.') for k in sd)            # the head is saved with the body
+    hist = pd.read_csv(out/'history.csv')
+    assert hist.stage.tolist() == [1, 2] and {'train_loss', 'valid_loss', 'accuracy', 'f1_score'} <= set(hist.columns)
+    assert 'not a medical device' in r.stdout
+
+def test_cli_errors_are_one_line(xray_folder, tmp_path):
+    r = subprocess.run(['covid-fastai-train', str(tmp_path/'nope')], capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.strip().startswith('covid-fastai-train: error: Data folder not found') and 'Traceback' not in r.stderr
+    r = subprocess.run(['covid-fastai-train', str(xray_folder), '--out', str(xray_folder/'out')], capture_output=True, text=True)
+    assert r.returncode == 1 and 'inside the data folder' in r.stderr and not (xray_folder/'out').exists()
+    r = subprocess.run(['covid-fastai-train', '--help'], capture_output=True, text=True)
+    assert r.returncode == 0 and '--arch' in r.stdout and 'Backbone name' in r.stdout
