@@ -79,7 +79,7 @@ def find_unreadable(fns, # Image files to check
     ok = parallel(_readable, fns, n_workers=n_workers, threadpool=True, progress=progress and len(fns) > 100)
     return L(f for f, o in zip(fns, ok) if not o)
 
-# %% ../nbs/00_data.ipynb #c5f70268
+# %% ../nbs/00_data.ipynb #5f414288
 @dataclass
 class Layout:
     "The labelled images found under a data folder"
@@ -92,7 +92,9 @@ class Layout:
     vocab: list          # Sorted class names
 
     @property
-    def split(self) -> bool: return self.is_valid is not None
+    def split(self) -> bool:
+        "Whether the folder came split into train/ and valid/"
+        return self.is_valid is not None
 
     def __repr__(self):
         counts = pd.Series(self.labels).value_counts().reindex(self.vocab).to_dict()

@@ -50,11 +50,12 @@ def covid_learner(dls:DataLoaders, # Classification `DataLoaders`, e.g. from `co
     if ifnone(fp16, dls.device is not None and torch.device(dls.device).type == 'cuda'): learn.to_fp16()
     return learn
 
-# %% ../nbs/02_learner.ipynb #016de226
+# %% ../nbs/02_learner.ipynb #6fc437d0
 class EpochLogger(Callback):
     "Keep every epoch of every `fit` (numbered as stages) in `df`, and append each to the CSV file `fname` if given"
     order = Recorder.order + 1
-    def __init__(self, fname:str|Path|None=None): self.fname, self.stage, self.rows = fname and Path(fname), 0, []
+    def __init__(self, fname:str|Path|None=None, # CSV file to append each epoch to; `None`: keep them in memory only
+                ): self.fname, self.stage, self.rows = fname and Path(fname), 0, []
     def before_fit(self): self.stage += 1
     def after_epoch(self):
         rec = self.learn.recorder
@@ -63,7 +64,9 @@ class EpochLogger(Callback):
         if self.fname is not None:
             pd.DataFrame([row]).to_csv(self.fname, mode='a', header=not self.fname.exists(), index=False)
     @property
-    def df(self) -> pd.DataFrame: return pd.DataFrame(self.rows)
+    def df(self) -> pd.DataFrame:
+        "Every epoch so far, one row each"
+        return pd.DataFrame(self.rows)
 
 # %% ../nbs/02_learner.ipynb #45de9270
 def holdout_metrics(learn:Learner, # A trained `Learner` whose `dls.layout` has test images
