@@ -1,5 +1,6 @@
 "`from covid_fastai.all import *`: fastai's vision API and every covid-fastai module (written by hand, like fastai's own `all.py`: nbdev export would give it an empty `__all__`)."
 from fastai.vision.all import *
+from .images import *
 from .data import *
 from .models import *
 from .learner import *
