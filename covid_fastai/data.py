@@ -15,7 +15,8 @@ from .images import *
 # %% auto #0
 __all__ = ['NIH_PATIENT_RE', 'BINARY_INFECTED', 'BINARY_COVID', 'AUG_PRESETS', 'Layout', 'patient_from_name', 'folder_layout',
            'table_layout', 'chestxray_3class', 'covid_chestxray_layout', 'map_labels', 'split_layout',
-           'patient_overlap', 'xray_tfms', 'aug_preset', 'class_weights', 'small_set_bs', 'as_layout', 'covid_dls']
+           'patient_overlap', 'xray_tfms', 'aug_preset', 'class_weights', 'small_set_bs', 'as_layout', 'covid_dls',
+           'cached_layout']
 
 # %% ../nbs/01_data.ipynb #a2a8eb8f
 @dataclass
@@ -335,7 +336,7 @@ def as_layout(src, # A folder path or a `Layout`
     "`src` as a `Layout`"
     return src if isinstance(src, Layout) else folder_layout(src, patient_re=patient_re)
 
-# %% ../nbs/01_data.ipynb #9e93b874
+# %% ../nbs/01_data.ipynb #6c88c077
 @delegates(Datasets.dataloaders)
 def covid_dls(src, # Data folder (one sub-folder per class, or train/, valid/ and optional test/), or a `Layout`
               size:int=224, # Images are resized (squished) to `size` x `size`
@@ -352,11 +353,14 @@ def covid_dls(src, # Data folder (one sub-folder per class, or train/, valid/ an
               check:bool=True, # Decode every image first; report unreadable files and near duplicates across splits
               skip_unreadable:bool=False, # Leave unreadable images out (with a warning) instead of stopping
               window:str|tuple|None=None, # DICOM window for CT: a name in `DICOM_WINDOWS` or (width, level)
+              cache:str|Path|None=None, # Folder for downscaled copies (`resize_images`); train from them instead of the originals
+              cache_size:int=256, # Longest side of the cached copies
               **kwargs
              ) -> DataLoaders:
     "`DataLoaders` for labelled chest images from a folder or a `Layout`"
     lay = as_layout(src, patient_re)
     if label_map is not None: lay = map_labels(lay, label_map)
+    if cache is not None: lay = cached_layout(lay, cache, cache_size, skip_unreadable=skip_unreadable, window=window)
     if check: lay = _checked(lay, skip_unreadable)
     lay = split_layout(lay, split, valid_pct, test_pct, seed)
     if check: _warn_leaks(lay)
@@ -383,7 +387,25 @@ def covid_dls(src, # Data folder (one sub-folder per class, or train/, valid/ an
     dls.layout = lay
     return dls
 
-# %% ../nbs/01_data.ipynb #679f7367
+# %% ../nbs/01_data.ipynb #e1fdfc24
+def cached_layout(lay:Layout, # Layout whose files are under `lay.path`
+                  cache:str|Path, # Cache folder, outside `lay.path`
+                  size:int=256, # Longest side of the copies
+                  skip_unreadable:bool=False, # Leave out images that cannot be read instead of stopping
+                  window:str|tuple|None=None, # DICOM window
+                 ) -> Layout:
+    "A copy of `lay` pointing at downscaled copies of its images in `cache`, made by `resize_images` if missing"
+    from covid_fastai.prep import resize_images
+    res = resize_images(lay.path, cache, size=size, files=lay.df.fname.tolist(), window=window)
+    ok = res.result.isin(['done', 'skipped']).values
+    if not ok.all() and not skip_unreadable:
+        bad = res.fname[~ok].tolist()
+        raise ImageReadError(f"{len(bad)} image file(s) under {lay.path} cannot be read; fix or move them, or pass "
+                             f"skip_unreadable=True to leave them out:\n  " + '\n  '.join(map(str, bad[:20])))
+    df = lay.df.assign(fname=res.dest.values)[ok].reset_index(drop=True)
+    return Layout(Path(cache), df, lay.multi_label, lay.label_delim)
+
+# %% ../nbs/01_data.ipynb #37fac320
 def _checked(lay, skip_unreadable):
     info = inspect_images(lay.df.fname.tolist())
     lay.df = lay.df.assign(phash=info.phash.values)

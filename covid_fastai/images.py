@@ -61,7 +61,7 @@ def is_dicom(fn, # Path or binary file object
         pos = fn.tell(); head = fn.read(132); fn.seek(pos)
     return head[128:132] == b'DICM'
 
-# %% ../nbs/00_images.ipynb #c2254c57
+# %% ../nbs/00_images.ipynb #e31b91be
 def read_dicom(fn, # Path or binary file object of a DICOM file
                window:str|tuple|None=None, # Name in `DICOM_WINDOWS` or (width, level); `None`: the file's own VOI LUT, else min-max
               ) -> Image.Image:
@@ -79,13 +79,15 @@ def read_dicom(fn, # Path or binary file object of a DICOM file
         return Image.fromarray(scale_to_uint8(a) if a.dtype != np.uint8 else a, 'RGB')
     if a.ndim == 3: a = a[len(a)//2]
     a = apply_modality_lut(a, ds).astype(np.float32)
+    if window is None and 'WindowCenter' in ds and 'WindowWidth' in ds:
+        _first = lambda v: float(v[0] if isinstance(v, pydicom.multival.MultiValue) else v)
+        window = (_first(ds.WindowWidth), _first(ds.WindowCenter))
     if window is not None:
         w, l = DICOM_WINDOWS[window] if isinstance(window, str) else window
         a = np.clip(a, l - w/2, l + w/2)
-        a = (a - (l - w/2)) * (255. / w)
-        a = a.round().astype(np.uint8)
+        a = ((a - (l - w/2)) * (255. / w)).round().astype(np.uint8)
     else:
-        if 'VOILUTSequence' in ds or 'WindowCenter' in ds: a = apply_voi_lut(a, ds)
+        if 'VOILUTSequence' in ds: a = apply_voi_lut(a, ds)
         a = scale_to_uint8(a)
     if photo == 'MONOCHROME1': a = 255 - a
     return Image.fromarray(a, 'L')

@@ -1,7 +1,8 @@
-import hashlib, shutil
+import hashlib, io
 from pathlib import Path
-import pytest
-from covid_fastai.data import make_synthetic_xrays
+import numpy as np, pytest
+from PIL import Image
+from covid_fastai.images import make_synthetic_xrays, write_dicom
 
 @pytest.fixture(scope='session')
 def xray_folder(tmp_path_factory):
@@ -24,3 +25,26 @@ def tree_digest(path):
         h.update(str(f.relative_to(path)).encode())
         if f.is_file(): h.update(f.read_bytes())
     return h.hexdigest()
+
+def write_image_kinds(folder):
+    "Write one file of every kind the readers must handle; returns (good files, bad files)"
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    base = (rng.random((40, 48)) * 200).astype(np.uint8)
+    good = {}
+    Image.fromarray(base, 'L').save(good.setdefault('gray', folder/'gray.png'))
+    Image.fromarray(base.astype(np.uint16) * 250).save(good.setdefault('i16', folder/'sixteen.png'))
+    rgba = Image.fromarray(np.dstack([base]*3 + [np.full_like(base, 255)]), 'RGBA')
+    rgba.save(good.setdefault('rgba', folder/'rgba.png'))
+    Image.fromarray(base, 'L').convert('P').save(good.setdefault('palette', folder/'palette.png'))
+    Image.fromarray(base, 'L').convert('CMYK').save(good.setdefault('cmyk', folder/'cmyk.jpg'), quality=95)
+    write_dicom(base.astype(np.uint16) * 16, good.setdefault('dicom', folder/'xray.dcm'))
+    write_dicom(base.astype(np.uint16) * 16, good.setdefault('dicom_m1', folder/'mono1.dcm'), photometric='MONOCHROME1')
+    bad = {}
+    Image.fromarray(base, 'L').save(folder/'full.jpg', quality=95)
+    data = (folder/'full.jpg').read_bytes()
+    (folder/'full.jpg').unlink()
+    bad['truncated_jpeg'] = folder/'truncated.jpg'; bad['truncated_jpeg'].write_bytes(data[:len(data)//2])
+    bad['text_png'] = folder/'text.png'; bad['text_png'].write_text('this is not an image')
+    bad['empty'] = folder/'empty.jpg'; bad['empty'].write_bytes(b'')
+    return good, bad

@@ -1,28 +1,28 @@
-"Layouts, image reading and the clear errors of the data layer."
-import io
-import numpy as np, pytest
+"Layouts from folders and tables, label maps, multi-label, splits, sampling and the clear errors of the data layer."
+import warnings
+import numpy as np, pandas as pd, pytest, torch
 from pathlib import Path
 from PIL import Image
-from fastai.vision.all import get_image_files
+from covid_fastai.images import *
 from covid_fastai.data import *
-from conftest import tree_digest
+from conftest import tree_digest, write_image_kinds
 
+# ---- folders
 def test_flat_layout(xray_folder):
-    lay = find_layout(xray_folder)
-    assert lay.vocab == ['covid', 'normal'] and len(lay.items) == 48 and not lay.split and lay.test_items == []
+    lay = folder_layout(xray_folder)
+    assert lay.vocab == ['covid', 'normal'] and len(lay.df) == 48 and not lay.is_split and lay.test_items == []
 
 def test_split_layout_with_test(split_folder):
-    lay = find_layout(split_folder)
-    assert lay.vocab == ['COVID-19', 'No_findings', 'Pneumonia']
-    assert sum(lay.is_valid) == 12 and len(lay.items) == 48 and len(lay.test_items) == 12
-    assert not set(lay.items) & set(lay.test_items)
+    lay = folder_layout(split_folder)
+    assert lay.vocab == ['COVID-19', 'No_findings', 'Pneumonia'] and lay.is_split
+    assert lay.df.split.value_counts().to_dict() == {'train': 36, 'valid': 12, 'test': 12}
 
 def test_val_name_and_nested_images(tmp_path):
     for s in ('train', 'val'): make_synthetic_xrays(tmp_path/s, n_per_class=2, size=16)
     (tmp_path/'train'/'covid'/'patient1').mkdir()
     Image.new('L', (16, 16)).save(tmp_path/'train'/'covid'/'patient1'/'x.png')
-    lay = find_layout(tmp_path)
-    assert sum(lay.is_valid) == 4 and len(lay.items) == 9
+    lay = folder_layout(tmp_path)
+    assert (lay.df.split == 'valid').sum() == 4 and len(lay.df) == 9
 
 def test_dls_split_is_stratified_and_seeded(xray_folder):
     dls = covid_dls(xray_folder, size=32, bs=8, num_workers=0)
@@ -33,68 +33,153 @@ def test_dls_split_is_stratified_and_seeded(xray_folder):
     xb, yb = dls.one_batch()
     assert xb.shape == (8, 3, 32, 32) and set(yb.tolist()) <= {0, 1}
 
+# ---- errors
 def test_missing_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match='Data folder not found'): find_layout(tmp_path/'missing')
+    with pytest.raises(FileNotFoundError, match='Data folder not found'): folder_layout(tmp_path/'missing')
 
 def test_path_is_a_file(tmp_path):
     (tmp_path/'f.png').write_bytes(b'x')
-    with pytest.raises(NotADirectoryError): find_layout(tmp_path/'f.png')
+    with pytest.raises(NotADirectoryError): folder_layout(tmp_path/'f.png')
 
 def test_fewer_than_two_classes(tmp_path):
     make_synthetic_xrays(tmp_path, n_per_class=2, classes=('covid',), size=16)
-    with pytest.raises(ValueError, match="at least two class folders.*found 1: {'covid': 2}"): find_layout(tmp_path)
+    with pytest.raises(ValueError, match="at least two class folders.*found 1: {'covid': 2}"): folder_layout(tmp_path)
 
 def test_no_class_folders(tmp_path):
     Image.new('L', (16, 16)).save(tmp_path/'loose.png')
-    with pytest.raises(ValueError, match='found 0'): find_layout(tmp_path)
+    with pytest.raises(ValueError, match='found 0'): folder_layout(tmp_path)
 
 def test_empty_class_folder(tmp_path):
     make_synthetic_xrays(tmp_path, n_per_class=2, size=16)
     (tmp_path/'pneumonia').mkdir(); (tmp_path/'pneumonia'/'notes.txt').write_text('no images here')
-    with pytest.raises(ValueError, match='pneumonia holds no image files'): find_layout(tmp_path)
+    with pytest.raises(ValueError, match='pneumonia holds no image files'): folder_layout(tmp_path)
 
 def test_train_without_valid(tmp_path):
     make_synthetic_xrays(tmp_path/'train', n_per_class=2, size=16)
-    with pytest.raises(ValueError, match='no valid/ folder'): find_layout(tmp_path)
+    with pytest.raises(ValueError, match='no valid/ folder'): folder_layout(tmp_path)
 
 def test_valid_class_not_in_train(tmp_path):
     make_synthetic_xrays(tmp_path/'train', n_per_class=2, size=16)
     make_synthetic_xrays(tmp_path/'valid', n_per_class=2, classes=('covid', 'other'), size=16)
-    with pytest.raises(ValueError, match=r"\['other'\] are in valid/"): find_layout(tmp_path)
+    with pytest.raises(ValueError, match=r"\['other'\] are in valid/"): folder_layout(tmp_path)
 
-def test_unreadable_images_are_named(tmp_path):
-    make_synthetic_xrays(tmp_path, n_per_class=4, size=32)
-    (tmp_path/'covid'/'text.png').write_text('not an image')
-    good = (tmp_path/'normal'/'normal_000.png').read_bytes()
-    (tmp_path/'normal'/'truncated.png').write_bytes(good[:len(good)//2])
-    assert sorted(f.name for f in find_unreadable(get_image_files(tmp_path))) == ['text.png', 'truncated.png']
-    with pytest.raises(ImageReadError, match=r'(?s)2 image file\(s\).*text\.png'): covid_dls(tmp_path, num_workers=0)
-    with pytest.raises(ImageReadError, match='Cannot read image .*text.png'): load_xray(tmp_path/'covid'/'text.png')
+def test_unreadable_images_stop_or_are_skipped(tmp_path):
+    make_synthetic_xrays(tmp_path, n_per_class=6, size=32)
+    good, bad = write_image_kinds(tmp_path/'covid')
+    with pytest.raises(ImageReadError, match=r'(?s)3 image file\(s\).*skip_unreadable=True.*(empty|text|truncated)'):
+        covid_dls(tmp_path, num_workers=0)
+    with pytest.warns(UserWarning, match='Leaving out 3 unreadable'):
+        dls = covid_dls(tmp_path, size=32, skip_unreadable=True, num_workers=0)
+    used = set(dls.layout.df.fname.map(lambda f: f.name))
+    assert not used & {f.name for f in bad.values()} and set(f.name for f in good.values()) <= used
+    for dl in (dls.train, dls.valid):            # every remaining kind (16-bit, RGBA, CMYK, DICOM...) loads
+        for xb, yb in dl: assert xb.shape[1:] == (3, 32, 32)
 
-def _png(im):
-    b = io.BytesIO(); im.save(b, format='PNG'); return b.getvalue()
+# ---- tables
+@pytest.fixture
+def table(tmp_path):
+    "A labels.csv like ../shared/data/xray3's, with NIH-style patients (3 images each)"
+    make_synthetic_xrays(tmp_path/'imgs', n_per_class=18, classes=('COVID-19', 'Pneumonia', 'No_findings'), size=32, per_patient=3)
+    rows = [dict(path=str(f.relative_to(tmp_path)), label=f.parent.name, patient='p' + f.name.split('_')[0])
+            for f in sorted(get_xray_files(tmp_path/'imgs'))]
+    pd.DataFrame(rows).to_csv(tmp_path/'labels.csv', index=False)
+    return tmp_path/'labels.csv'
 
-@pytest.mark.parametrize('make', [
-    lambda: Image.fromarray((np.arange(32*32).reshape(32, 32)*60).astype(np.uint16)),  # 16-bit
-    lambda: Image.new('RGBA', (32, 32), (120, 120, 120, 255)),
-    lambda: Image.new('L', (32, 32), 90).convert('P'),
-    lambda: Image.new('LA', (32, 32), (90, 255)),
-    lambda: Image.new('L', (32, 32), 90),
-], ids=['I16', 'RGBA', 'P', 'LA', 'L'])
-def test_modes_become_rgb8(make):
-    for src in (make(), _png(make())):  # a PIL image, and the bytes of a PNG file
-        im = XrayImage.create(src)
-        a = np.asarray(im)
-        assert im.mode == 'RGB' and a.dtype == np.uint8 and a.shape == (32, 32, 3)
+def test_table_layout_and_patient_split(table):
+    lay = table_layout(table)
+    assert len(lay.df) == 54 and lay.has_patients and lay.vocab == ['COVID-19', 'No_findings', 'Pneumonia']
+    sp = split_layout(lay, valid_pct=0.2, test_pct=0.2, seed=0)   # auto: patients known -> grouped
+    assert patient_overlap(sp) == {}
+    assert set(sp.df.split) == {'train', 'valid', 'test'}
+    for s in ('valid', 'test'): assert sp.subset(s).label.nunique() == 3   # stratified as far as groups allow
+    dls = covid_dls(lay, size=32, bs=8, num_workers=0)
+    assert patient_overlap(dls.layout) == {}
+    assert set(dls.layout.df.split) == {'train', 'valid'}
 
-def test_16bit_keeps_contrast():
-    a = np.linspace(1000, 3000, 64*64).reshape(64, 64).astype(np.uint16)
-    out = np.asarray(load_xray(io.BytesIO(_png(Image.fromarray(a)))))[..., 0]
-    assert out.min() == 0 and out.max() == 255 and len(np.unique(out)) > 200
+def test_table_from_dataframe_with_filter_and_map(table):
+    df = pd.read_csv(table)
+    df['view'] = ['PA', 'L'] * (len(df)//2)
+    lay = table_layout(df, path=table.parent, filters=dict(view='PA'), label_fn=BINARY_INFECTED)
+    assert len(lay.df) == 27 and lay.vocab == ['Infected', 'Normal']
 
-def test_dls_never_write_to_source(xray_folder):
+def test_table_errors(table, tmp_path):
+    with pytest.raises(KeyError, match=r"no column 'file'; its columns are \['path', 'label', 'patient'\]"):
+        table_layout(table, fn_col='file')
+    df = pd.read_csv(table); df.loc[0, 'path'] = 'imgs/missing.png'
+    with pytest.raises(FileNotFoundError, match='1 of 54 files .* missing'): table_layout(df, path=table.parent)
+    with pytest.raises(FileNotFoundError, match='Label file not found'): table_layout(tmp_path/'nope.csv')
+
+def test_covid_chestxray_metadata(tmp_path):
+    make_synthetic_xrays(tmp_path/'raw', n_per_class=8, classes=('a', 'b'), size=32)
+    (tmp_path/'images').mkdir()
+    files = sorted(get_xray_files(tmp_path/'raw'))
+    findings = ['Pneumonia/Viral/COVID-19', 'No Finding', 'Pneumonia/Bacterial/Streptococcus', 'todo']
+    rows = []
+    for i, f in enumerate(files):
+        f.rename(tmp_path/'images'/f.name)
+        rows.append(dict(patientid=i // 2, finding=findings[i % 4], view=['PA', 'AP', 'L', 'AP Supine'][i % 4 if i < 12 else 0],
+                         modality='CT' if i == 15 else 'X-ray', filename=f.name))
+    pd.DataFrame(rows).to_csv(tmp_path/'metadata.csv', index=False)
+    lay = covid_chestxray_layout(tmp_path)
+    kept = [r for r in rows if r['view'] != 'L' and r['modality'] == 'X-ray' and r['finding'] != 'todo']
+    assert len(lay.df) == len(kept) and lay.has_patients
+    assert set(lay.vocab) == {'COVID-19', 'No_findings', 'Pneumonia'}
+    assert chestxray_3class('Pneumonia/Viral/COVID-19') == 'COVID-19' and chestxray_3class('todo') is None
+
+def test_multi_label(tmp_path):
+    make_synthetic_xrays(tmp_path/'imgs', n_per_class=12, classes=('a', 'b', 'c'), size=32)
+    labels = {'a': 'Pneumonia|COVID-19', 'b': 'Pneumonia', 'c': 'No_findings'}
+    rows = [dict(path=str(f.relative_to(tmp_path)), label=labels[f.parent.name]) for f in get_xray_files(tmp_path/'imgs')]
+    pd.DataFrame(rows).to_csv(tmp_path/'labels.csv', index=False)
+    lay = table_layout(tmp_path/'labels.csv')
+    assert lay.multi_label and lay.vocab == ['COVID-19', 'No_findings', 'Pneumonia']
+    dls = covid_dls(lay, size=32, bs=8, num_workers=0)
+    xb, yb = dls.one_batch()
+    assert yb.shape == (8, 3) and set(yb.flatten().tolist()) <= {0., 1.}
+    binary = map_labels(lay, BINARY_INFECTED)
+    assert binary.vocab == ['Infected', 'Normal']
+
+def test_label_map_collapses_folder_classes(split_folder):
+    dls = covid_dls(split_folder, size=32, bs=8, label_map=BINARY_INFECTED, num_workers=0)
+    assert list(dls.vocab) == ['Infected', 'Normal']
+    assert dls.valid_ds.items.label.value_counts().to_dict() == {'Infected': 8, 'Normal': 4}
+    dls = covid_dls(split_folder, size=32, bs=8, label_map=BINARY_COVID, num_workers=0)
+    assert list(dls.vocab) == ['COVID-19', 'Not_COVID']
+
+def test_split_methods(tmp_path):
+    src = make_synthetic_xrays(tmp_path, n_per_class=30, size=16, per_patient=3)
+    lay = folder_layout(src, patient_re=NIH_PATIENT_RE)
+    assert lay.df.patient.nunique() == 20
+    for m in ('patient', 'auto'): assert patient_overlap(split_layout(lay, m, seed=5)) == {}
+    strat = split_layout(lay, 'stratified', seed=5)
+    assert strat.subset('valid').label.value_counts().tolist() == [6, 6]
+    assert patient_overlap(strat)                          # an image-level split leaks patients: that is why it is not the default
+    assert split_layout(lay, 'random', seed=5).df.split.tolist() == split_layout(lay, 'random', seed=5).df.split.tolist()
+    with pytest.raises(ValueError, match='patient split needs a patient id'): split_layout(folder_layout(src), 'patient')
+    with pytest.raises(ValueError, match='Unknown split method'): split_layout(lay, 'temporal')
+
+def test_duplicates_across_splits_warn(tmp_path):
+    make_synthetic_xrays(tmp_path/'train', n_per_class=6, size=64, seed=1)
+    make_synthetic_xrays(tmp_path/'valid', n_per_class=2, size=64, seed=2)
+    Image.open(tmp_path/'train'/'normal'/'normal_003.png').resize((70, 70)).save(tmp_path/'valid'/'normal'/'dup.png')
+    with pytest.warns(UserWarning, match=r'(?s)1 pair\(s\) of near-duplicate.*normal_003.png \(train\) ~ .*dup.png \(valid\)'):
+        covid_dls(tmp_path, size=32, num_workers=0)
+
+def test_weighted_sampling_balances_batches(tmp_path):
+    make_synthetic_xrays(tmp_path, n_per_class=40, classes=('common',), size=16)
+    make_synthetic_xrays(tmp_path, n_per_class=8, classes=('rare',), size=16, seed=1)
+    dls = covid_dls(tmp_path, size=16, bs=8, sampling='weighted', num_workers=0, aug='none')
+    ys = torch.cat([yb for _ in range(20) for _, yb in dls.train]).float()
+    assert 0.35 < ys.mean().item() < 0.65                  # ~ half 'rare', against 1/6 without weighting
+    plain = covid_dls(tmp_path, size=16, bs=8, num_workers=0, aug='none')
+    ys = torch.cat([yb for _ in range(5) for _, yb in plain.train]).float()
+    assert ys.mean().item() < 0.3
+
+def test_cache_is_used_and_source_untouched(xray_folder, tmp_path):
     before = tree_digest(xray_folder)
-    dls = covid_dls(xray_folder, size=32, bs=8, num_workers=0)
+    dls = covid_dls(xray_folder, size=32, bs=8, cache=tmp_path/'cache', cache_size=40, num_workers=0)
+    assert all(str(f).startswith(str(tmp_path/'cache')) for f in dls.layout.df.fname)
+    assert Image.open(dls.layout.df.fname[0]).size == (40, 40)
     dls.one_batch()
     assert tree_digest(xray_folder) == before
     assert dls.path.resolve() != xray_folder.resolve()

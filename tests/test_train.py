@@ -63,3 +63,24 @@ def test_cli_errors_are_one_line(xray_folder, tmp_path):
     assert r.returncode == 1 and 'inside the data folder' in r.stderr and not (xray_folder/'out').exists()
     r = subprocess.run(['covid-fastai-train', '--help'], capture_output=True, text=True)
     assert r.returncode == 0 and '--arch' in r.stdout and 'Backbone name' in r.stdout
+
+def test_multi_label_trains(tmp_path):
+    from covid_fastai.images import make_synthetic_xrays, get_xray_files
+    make_synthetic_xrays(tmp_path/'imgs', n_per_class=16, classes=('a', 'b'), size=48)
+    labels = {'a': 'Pneumonia|COVID-19', 'b': 'No_findings'}
+    rows = [dict(path=str(f.relative_to(tmp_path)), label=labels[f.parent.name]) for f in get_xray_files(tmp_path/'imgs')]
+    pd.DataFrame(rows).to_csv(tmp_path/'labels.csv', index=False)
+    from covid_fastai.data import table_layout
+    learn = train_covid_learner(table_layout(tmp_path/'labels.csv'), arch='efficientnet_lite0', epochs=2, size=48, bs=8, num_workers=0)
+    assert learn.recorder.metric_names[3:5] == ['accuracy_multi', 'f1_score']
+    h = learn.history
+    assert h.train_loss.iloc[-1] < h.train_loss.iloc[0]
+    assert 'BCEWithLogits' in type(learn.loss_func).__name__
+
+def test_class_weighted_loss(tmp_path):
+    from covid_fastai.images import make_synthetic_xrays
+    make_synthetic_xrays(tmp_path, n_per_class=30, classes=('common',), size=32)
+    make_synthetic_xrays(tmp_path, n_per_class=10, classes=('rare',), size=32, seed=1)
+    learn = train_covid_learner(tmp_path, arch='efficientnet_lite0', epochs=1, size=32, bs=8, class_weighted=True, num_workers=0)
+    w = learn.loss_func.func.weight
+    assert torch.allclose(w.cpu(), torch.tensor([40/60, 40/20]), atol=0.05)
