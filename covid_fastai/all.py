@@ -6,4 +6,7 @@ from .prep import *
 from .check import *
 from .models import *
 from .learner import *
+from .recipes import *
+from .train import *
+from .ensemble import *
 from .cli import *

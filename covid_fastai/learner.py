@@ -1,4 +1,4 @@
-"""`covid_learner` makes a fastai `Learner` from `DataLoaders` and a backbone name; `train_covid_learner` goes from a folder of images to a trained, measured model in one call.
+"""`covid_learner` makes a fastai `Learner` from `DataLoaders` and a backbone name, with the losses, optimizers, metrics and callbacks of the reference projects one argument away.
 
 Docs: https://covid-fastai.github.io/covid-fastai/learner.html.md"""
 
@@ -12,9 +12,116 @@ from .data import *
 from .models import *
 
 # %% auto #0
-__all__ = ['covid_metrics', 'covid_learner', 'EpochLogger', 'holdout_metrics', 'train_covid_learner']
+__all__ = ['LOSSES', 'OPTIMIZERS', 'SCHEDULES', 'NamedAccumMetric', 'per_class_f1_multi', 'covid_metrics', 'FocalLoss',
+           'FocalLossFlat', 'covid_loss', 'covid_opt', 'fit_schedule', 'on_gpu', 'covid_learner', 'EpochLogger',
+           'covid_callbacks', 'find_lr']
 
-# %% ../nbs/05_learner.ipynb #307abfc5
+# %% ../nbs/05_learner.ipynb #4274e292
+class NamedAccumMetric(AccumMetric):
+    "An `AccumMetric` with the name given to it"
+    def __init__(self, func, name:str, **kwargs): super().__init__(func, **kwargs); self._nm = name
+    @property
+    def name(self): return self._nm
+
+def _f1_col(preds, targs, col, thresh):
+    from sklearn.metrics import f1_score
+    return f1_score(targs[:, col].cpu().numpy().astype(int), (preds[:, col] > thresh).cpu().numpy().astype(int), zero_division=0)
+
+def per_class_f1_multi(vocab:list, # Class names
+                       thresh:float=0.5, # Probability threshold
+                      ) -> list:
+    "One F1 metric per class (`f1_<class>`) for multi-label targets"
+    return [NamedAccumMetric(partial(_f1_col, col=i, thresh=thresh), f'f1_{c}', activation=ActivationType.Sigmoid, flatten=False)
+            for i, c in enumerate(vocab)]
+
+def covid_metrics(multi_label:bool=False, # Metrics for multi-label targets (sigmoid and threshold)
+                  vocab:list|None=None, # Class names, for the per-class F1 of multi-label targets
+                  thresh:float=0.5, # Threshold of multi-label metrics
+                 ) -> list:
+    "Accuracy and macro-averaged F1 (multi-label: at `thresh`, plus the F1 of each class)"
+    if multi_label:
+        return [partial(accuracy_multi, thresh=thresh), F1ScoreMulti(thresh=thresh, average='macro')] + per_class_f1_multi(vocab or [], thresh)
+    return [accuracy, F1Score(average='macro')]
+
+# %% ../nbs/05_learner.ipynb #4091aeb2
+class FocalLoss(Module):
+    "Focal loss (Lin et al. 2017): `alpha_t * (1 - p_t)**gamma * CE`"
+    def __init__(self, gamma:float=2., weight:Tensor|None=None, reduction:str='mean'): store_attr()
+    def forward(self, inp, targ):
+        ce = F.cross_entropy(inp, targ, reduction='none')
+        loss = (1 - torch.exp(-ce))**self.gamma * ce
+        if self.weight is not None: loss = loss * self.weight.to(inp.device)[targ]
+        return loss.mean() if self.reduction == 'mean' else loss.sum() if self.reduction == 'sum' else loss
+
+class FocalLossFlat(BaseLoss):
+    "Same as `FocalLoss`, flattened, with softmax activation and argmax decoding"
+    y_int = True
+    @use_kwargs_dict(keep=True, weight=None, reduction='mean')
+    def __init__(self, *args, gamma:float=2., axis:int=-1, **kwargs): super().__init__(FocalLoss, *args, gamma=gamma, axis=axis, **kwargs)
+    def decodes(self, x): return x.argmax(dim=self.axis)
+    def activation(self, x): return F.softmax(x, dim=self.axis)
+
+# %% ../nbs/05_learner.ipynb #31c45a28
+LOSSES = ('ce', 'label_smoothing', 'focal', 'weighted_ce', 'bce')
+
+def _alpha(alpha, n):
+    if alpha is None: return None
+    if isinstance(alpha, (int, float)):
+        if n != 2: raise ValueError(f"A single focal alpha is for two classes; give one weight per class for {n} classes")
+        return tensor([1 - alpha, alpha]).float()
+    a = tensor(list(alpha)).float()
+    if len(a) != n: raise ValueError(f"focal alpha has {len(a)} weights for {n} classes")
+    return a
+
+def covid_loss(name:str, # One of `LOSSES`
+               dls:DataLoaders, # The DataLoaders (for the classes and the training labels)
+               gamma:float=2., # Focal loss focusing parameter
+               alpha:float|list|None=None, # Focal loss class weights (one per class, or for 2 classes the second's)
+               eps:float=0.1, # Label smoothing
+               thresh:float=0.5, # Decoding threshold of `bce`
+              ):
+    "The loss function `name` for `dls`"
+    n = len(dls.vocab)
+    multi = bool(getattr(getattr(dls, 'layout', None), 'multi_label', False))
+    if name not in LOSSES: raise ValueError(f"Unknown loss {name!r}; valid names: {', '.join(LOSSES)}")
+    if multi != (name == 'bce'):
+        raise ValueError(f"Loss {name!r} does not fit {'multi-label' if multi else 'single-label'} data; "
+                         f"use {'bce' if multi else 'ce, label_smoothing, focal or weighted_ce'}")
+    if name == 'ce': return CrossEntropyLossFlat()
+    if name == 'label_smoothing': return LabelSmoothingCrossEntropyFlat(eps=eps)
+    if name == 'focal': return FocalLossFlat(gamma=gamma, weight=_alpha(alpha, n))
+    if name == 'bce': return BCEWithLogitsLossFlat(thresh=thresh)
+    lay = dls.layout
+    return CrossEntropyLossFlat(weight=class_weights(lay.labels_of(lay.df.split == 'train'), list(dls.vocab)))
+
+# %% ../nbs/05_learner.ipynb #bed585ea
+OPTIMIZERS = ('adam', 'sgd')
+SCHEDULES = ('one_cycle', 'flat', 'flat_cos')
+
+def covid_opt(name:str='adam', # 'adam' or 'sgd'
+              mom:float=0.9, # Momentum of SGD
+             ):
+    "fastai optimizer function `name`"
+    if name == 'adam': return Adam
+    if name == 'sgd': return partial(SGD, mom=mom)
+    raise ValueError(f"Unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
+
+@delegates(Learner.fit_one_cycle)
+def fit_schedule(learn:Learner, # Learner to train
+                 epochs:int, # Number of epochs
+                 lr:float|slice, # Learning rate (a slice spreads it over the parameter groups)
+                 schedule:str='one_cycle', # One of `SCHEDULES`
+                 **kwargs
+                ):
+    "Train `learn` for `epochs` with the learning-rate `schedule`"
+    if epochs <= 0: return
+    if schedule == 'one_cycle': return learn.fit_one_cycle(epochs, lr, **kwargs)
+    kwargs = {k: v for k, v in kwargs.items() if k in ('cbs', 'wd', 'reset_opt')}
+    if schedule == 'flat': return learn.fit(epochs, lr, **kwargs)
+    if schedule == 'flat_cos': return learn.fit_flat_cos(epochs, lr, **kwargs)
+    raise ValueError(f"Unknown schedule {schedule!r}; valid names: {', '.join(SCHEDULES)}")
+
+# %% ../nbs/05_learner.ipynb #0d6b0cf5
 def _check_norm(dls, stats):
     "Add `Normalize` with `stats` to `dls` unless it has one; warn when its statistics differ from `stats`"
     norm = first(t for t in dls.after_batch.fs if isinstance(t, Normalize))
@@ -23,45 +130,56 @@ def _check_norm(dls, stats):
     if not torch.allclose(got, tensor(stats[0]).float(), atol=1e-3):
         warn(f"The DataLoaders are normalized with mean {got.tolist()}, but this backbone was pretrained with mean {list(stats[0])}")
 
-# %% ../nbs/05_learner.ipynb #5ed0a4b9
-def covid_metrics(multi_label:bool=False, # Metrics for multi-label targets (sigmoid, threshold 0.5)
-                 ) -> list:
-    "Accuracy and macro-averaged F1, the default metrics"
-    if multi_label: return [accuracy_multi, F1ScoreMulti(average='macro')]
-    return [accuracy, F1Score(average='macro')]
+def on_gpu(dls:DataLoaders) -> bool:
+    "Whether `dls` puts its batches on a CUDA device"
+    return dls.device is not None and torch.device(dls.device).type == 'cuda'
 
-# %% ../nbs/05_learner.ipynb #2da80210
+# %% ../nbs/05_learner.ipynb #4f4693cf
 @delegates(Learner.__init__)
 def covid_learner(dls:DataLoaders, # Classification `DataLoaders`, e.g. from `covid_dls`
                   arch:str|ArchSpec='mobilenet', # Name in `ARCHS`
                   pretrained:bool=True, # Start from ImageNet weights (and freeze the body)
                   weights:str|Path|None=None, # Local ImageNet weights file instead of downloading
                   n_out:int|None=None, # Number of outputs; the number of classes of `dls` by default
+                  loss:str|None=None, # Loss name in `LOSSES`; `None`: 'ce', or 'bce' for multi-label data
+                  loss_kwargs:dict|None=None, # Arguments of `covid_loss` (gamma, alpha, eps, thresh)
+                  opt:str='adam', # Optimizer name in `OPTIMIZERS`
+                  mom:float=0.9, # Momentum of SGD
+                  head_sizes:list|None=None, # Hidden sizes of a plain head, e.g. [190]; `None`: fastai's head
+                  head_dropout:float=0.5, # Dropout of the plain head
                   fp16:bool|None=None, # Mixed precision; `None`: on when training on a GPU
+                  channels_last:bool|None=None, # Channels-last memory format; `None`: on when training on a GPU
                   **kwargs
                  ) -> Learner:
     "A transfer-learning `Learner` on `dls` with the pretrained body of `arch` and a new head"
     spec = get_arch(arch)
     n_out = ifnone(n_out, get_c(dls))
     if n_out is None: raise ValueError("`n_out` is not set and cannot be inferred from the DataLoaders")
-    model = create_covid_model(spec, n_out, pretrained=pretrained, weights=weights)
+    model = create_covid_model(spec, n_out, pretrained=pretrained, weights=weights, head_sizes=head_sizes, head_dropout=head_dropout)
     _check_norm(dls, spec.stats)
     multi = bool(getattr(getattr(dls, 'layout', None), 'multi_label', False))
-    kwargs.setdefault('metrics', covid_metrics(multi))
-    learn = Learner(dls, model, splitter=default_split, **kwargs)
-    learn.arch = spec.name
+    lkw = dict(loss_kwargs or {})
+    if loss is not None or 'loss_func' not in kwargs: kwargs['loss_func'] = covid_loss(ifnone(loss, 'bce' if multi else 'ce'), dls, **lkw)
+    kwargs.setdefault('metrics', covid_metrics(multi, list(dls.vocab), lkw.get('thresh', 0.5)))
+    learn = Learner(dls, model, splitter=block_params, opt_func=covid_opt(opt, mom), **kwargs)
+    learn.arch, learn.loss_name, learn.opt_name = spec.name, ifnone(loss, 'bce' if multi else 'ce'), opt
     if pretrained or weights is not None: learn.freeze()
-    if ifnone(fp16, dls.device is not None and torch.device(dls.device).type == 'cuda'): learn.to_fp16()
+    gpu = on_gpu(dls)
+    if ifnone(fp16, gpu): learn.to_fp16()
+    if ifnone(channels_last, gpu): learn.to_channelslast()
     return learn
 
-# %% ../nbs/05_learner.ipynb #35ef4da4
+# %% ../nbs/05_learner.ipynb #a20119b2
 class EpochLogger(Callback):
     "Keep every epoch of every `fit` (numbered as stages) in `df`, and append each to the CSV file `fname` if given"
     order = Recorder.order + 1
     def __init__(self, fname:str|Path|None=None, # CSV file to append each epoch to; `None`: keep them in memory only
                 ): self.fname, self.stage, self.rows = fname and Path(fname), 0, []
-    def before_fit(self): self.stage += 1
+    def _finding_lr(self): return any(isinstance(cb, LRFinder) for cb in self.learn.cbs)
+    def before_fit(self):
+        if not self._finding_lr(): self.stage += 1
     def after_epoch(self):
+        if self._finding_lr(): return
         rec = self.learn.recorder
         row = dict(stage=self.stage, **dict(zip(rec.metric_names, rec.log)))
         self.rows.append(row)
@@ -72,49 +190,35 @@ class EpochLogger(Callback):
         "Every epoch so far, one row each"
         return pd.DataFrame(self.rows)
 
-# %% ../nbs/05_learner.ipynb #fc2151a8
-def holdout_metrics(learn:Learner, # A trained `Learner` whose `dls.layout` has test images
-                ) -> dict:
-    "Loss and metrics of `learn` on the images in the `test/` folder of its data"
-    lay = learn.dls.layout
-    df = pd.DataFrame(dict(fname=lay.test_items, label=lay.test_labels))
-    dl = learn.dls.test_dl(df, with_labels=True)
-    res = learn.validate(dl=dl)
-    return dict(zip(['loss'] + [m.name for m in learn.metrics], map(float, res)))
+# %% ../nbs/05_learner.ipynb #11ce4e75
+def _comp(monitor): return np.less if 'loss' in monitor else np.greater
 
-# %% ../nbs/05_learner.ipynb #4e5feb28
-@delegates(covid_dls, but=['stats'])
-def train_covid_learner(path, # Data folder (one sub-folder per class, or train/, valid/ and optional test/), or a `Layout`
-                        arch:str='mobilenet', # Name in `ARCHS`
-                        epochs:int=3, # Epochs of the whole network after the head-only epochs
-                        freeze_epochs:int=1, # Epochs training only the new head, body frozen
-                        lr:float=2e-3, # Base learning rate of `fine_tune`
-                        size:int=224, # Images are resized to `size` x `size`
-                        bs:int=32, # Batch size
-                        seed:int=42, # Random seed of the split, augmentation and initialization
-                        pretrained:bool=True, # Start from ImageNet weights
-                        weights:str|Path|None=None, # Local ImageNet weights file instead of downloading
-                        class_weighted:bool=False, # Weight the cross-entropy loss by inverse class frequency (`class_weights`)
-                        fp16:bool|None=None, # Mixed precision; `None`: on when training on a GPU
-                        cbs:list|None=None, # Extra callbacks for training
-                        history:str|Path|None=None, # CSV file to append every epoch to (see `EpochLogger`)
-                        model_dir:str|Path='models', # Where fastai saves models (relative to the current folder)
-                        **kwargs
-                       ) -> Learner:
-    "Train a transfer-learning classifier on the images under `path` and return the `Learner`"
-    spec = get_arch(arch)
-    set_seed(seed, reproducible=True)
-    dls = covid_dls(path, size=size, bs=bs, seed=seed, stats=spec.stats, **kwargs)
-    lkw = {}
-    if class_weighted:
-        if dls.layout.multi_label: raise ValueError("class_weighted applies to single-label data")
-        trn = dls.layout.labels_of(dls.layout.df.split == 'train')
-        lkw['loss_func'] = CrossEntropyLossFlat(weight=class_weights(trn, list(dls.vocab)).to(dls.device))
-    learn = covid_learner(dls, spec, pretrained=pretrained, weights=weights, fp16=fp16, model_dir=model_dir, **lkw)
-    log = EpochLogger(history)
-    cbs = L(cbs) + [log]
-    if pretrained or weights is not None: learn.fine_tune(epochs, base_lr=lr, freeze_epochs=freeze_epochs, cbs=cbs)
-    else: learn.fit_one_cycle(freeze_epochs + epochs, lr, cbs=cbs)
-    learn.history = log.df
-    if dls.layout.test_items: learn.test_metrics = holdout_metrics(learn)
-    return learn
+def covid_callbacks(save_best:str|None=None, # Metric to keep the best epoch by (e.g. 'f1_score', 'valid_loss'); `None`: keep the last
+                    early_stop:int|None=None, # Stop a stage after this many epochs without improvement of `monitor`
+                    monitor:str='valid_loss', # Metric watched by early stopping
+                    history:str|Path|None=None, # CSV file to log every epoch to
+                    fname:str='best', # Name of the saved best model (under the Learner's `model_dir`)
+                   ) -> list:
+    "Callbacks: best model by `save_best`, early stopping, `EpochLogger`"
+    cbs = [EpochLogger(history)]
+    if save_best: cbs.append(SaveModelCallback(monitor=save_best, comp=_comp(save_best), fname=fname))
+    if early_stop: cbs.append(EarlyStoppingCallback(monitor=monitor, comp=_comp(monitor), patience=early_stop))
+    return cbs
+
+# %% ../nbs/05_learner.ipynb #bf79a7c8
+def find_lr(learn:Learner, # Learner in the state it will be trained in
+            fname:str|Path|None=None, # PNG file for the plot
+            num_it:int=100, # Number of mini-batches tried
+           ) -> float:
+    "Suggested learning rate from fastai's `lr_find`, with its plot saved to `fname`"
+    import matplotlib.pyplot as plt
+    with learn.no_logging(), learn.no_bar():
+        try: sug = learn.lr_find(num_it=num_it, show_plot=False)
+        except IndexError as e: raise ValueError(f"The learning-rate finder recorded too few steps to suggest a rate (the loss "
+                                                 f"diverged early); raise num_it (now {num_it}) or use more data") from e
+    if fname is not None:
+        learn.recorder.plot_lr_find()
+        plt.gca().axvline(sug.valley, color='red', linestyle='--', label=f'suggestion {sug.valley:.1e}'); plt.legend()
+        Path(fname).parent.mkdir(parents=True, exist_ok=True)
+        plt.savefig(fname, dpi=100, bbox_inches='tight'); plt.close()
+    return float(sug.valley)

@@ -14,7 +14,7 @@ import torchvision, timm
 
 # %% auto #0
 __all__ = ['ARCHS', 'ArchSpec', 'register_arch', 'get_arch', 'PretrainedWeightsError', 'read_weights', 'load_weights_into',
-           'pretrained_model', 'create_covid_model']
+           'pretrained_model', 'body_blocks', 'block_params', 'create_plain_head', 'create_covid_model']
 
 # %% ../nbs/04_models.ipynb #1a4bb6c7
 @dataclass
@@ -144,18 +144,62 @@ def pretrained_model(arch:str|ArchSpec, # Name in `ARCHS`
     try: return torchvision.models.get_model(spec.model_name, weights=w)
     except (OSError, RuntimeError) as e: raise PretrainedWeightsError(_offline_help(spec, e, w.url)) from e
 
-# %% ../nbs/04_models.ipynb #aa98e4d2
+# %% ../nbs/04_models.ipynb #f068c40e
+def body_blocks(body:nn.Sequential, # The body of a model from `create_covid_model`
+                size:int=64, # Size of the dummy image used to find the resolutions
+               ) -> list:
+    "The body's children grouped into blocks (lists of indices) of equal output resolution; parameter-free children join the block before"
+    shapes, hooks = {}, []
+    for i, m in enumerate(body.children()):
+        hooks.append(m.register_forward_hook(lambda mod, inp, out, i=i: shapes.__setitem__(i, tuple(out.shape[-2:]))))
+    training = body.training
+    try:
+        body.eval()
+        with torch.no_grad(): body(torch.zeros(1, 3, size, size, device=next(body.parameters()).device))
+    finally:
+        for h in hooks: h.remove()
+        body.train(training)
+    blocks, res = [], None   # `res`: resolution of the last child with parameters in the current block
+    for i, m in enumerate(body.children()):
+        has_params = any(True for _ in m.parameters())
+        if blocks and (not has_params or shapes[i] == res): blocks[-1].append(i)
+        else: blocks.append([i])
+        if has_params: res = shapes[i]
+    return blocks
+
+# %% ../nbs/04_models.ipynb #0c175fad
+def block_params(model:nn.Sequential, # A model from `create_covid_model`: `nn.Sequential(body, head)`
+                ) -> list:
+    "Parameter groups: one per block of the body (see `body_blocks`), then the head; the `splitter` of `covid_learner`"
+    body, children = model[0], list(model[0].children())
+    return [params(nn.Sequential(*[children[i] for i in b])) for b in body_blocks(body)] + [params(model[1:])]
+
+# %% ../nbs/04_models.ipynb #f30cff4c
+def create_plain_head(nf:int, # Number of features out of the body
+                      n_out:int, # Number of outputs
+                      head_sizes:list=(), # Sizes of the hidden linear layers
+                      head_dropout:float=0.5, # Dropout before each linear layer after the first
+                     ) -> nn.Sequential:
+    "Global average pooling, then `Linear → ReLU → Dropout` for each of `head_sizes`, then `Linear(…, n_out)`"
+    layers, sizes = [nn.AdaptiveAvgPool2d(1), nn.Flatten()], [nf, *head_sizes]
+    for a, b in zip(sizes[:-1], sizes[1:]): layers += [nn.Linear(a, b), nn.ReLU(inplace=True), nn.Dropout(head_dropout)]
+    return nn.Sequential(*layers, nn.Linear(sizes[-1], n_out))
+
+# %% ../nbs/04_models.ipynb #e4aba27b
 @delegates(create_head)
 def create_covid_model(arch:str|ArchSpec='mobilenet', # Name in `ARCHS`
                        n_out:int=2, # Number of outputs (classes)
                        pretrained:bool=True, # Start from ImageNet weights
                        weights:str|Path|None=None, # Local ImageNet weights file (implies `pretrained`)
+                       head_sizes:list|None=None, # Hidden sizes of a plain head (`create_plain_head`); `None`: fastai's head
+                       head_dropout:float=0.5, # Dropout of the plain head
                        **kwargs
                       ) -> nn.Sequential:
     "`nn.Sequential(body, head)`: the pretrained body of `arch` with a new head of `n_out` outputs"
     spec = get_arch(arch)
     full = pretrained_model(spec, weights) if pretrained or weights is not None else spec.create()
     body = spec.body(full)
-    head = create_head(num_features_model(body), n_out, **kwargs)
+    nf = num_features_model(body)
+    head = create_plain_head(nf, n_out, head_sizes, head_dropout) if head_sizes is not None else create_head(nf, n_out, **kwargs)
     apply_init(head, nn.init.kaiming_normal_)
     return nn.Sequential(body, head)

@@ -4,7 +4,7 @@ import numpy as np, pytest
 from PIL import Image
 from covid_fastai.images import *
 from covid_fastai.check import check_dataset
-from covid_fastai.learner import train_covid_learner
+from covid_fastai.train import train_covid_learner
 from conftest import tree_digest, write_image_kinds
 
 @pytest.fixture

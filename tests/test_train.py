@@ -2,7 +2,7 @@
 import json, subprocess, sys
 import pytest, torch
 import pandas as pd
-from covid_fastai.learner import train_covid_learner
+from covid_fastai.train import train_covid_learner
 from conftest import tree_digest
 
 def test_pretrained_lite0_beats_chance(xray_folder):
