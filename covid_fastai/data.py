@@ -14,7 +14,7 @@ from .images import *
 
 # %% auto #0
 __all__ = ['NIH_PATIENT_RE', 'BINARY_INFECTED', 'BINARY_COVID', 'AUG_PRESETS', 'Layout', 'patient_from_name', 'folder_layout',
-           'table_layout', 'chestxray_3class', 'covid_chestxray_layout', 'map_labels', 'split_layout',
+           'map_labels', 'table_layout', 'chestxray_3class', 'covid_chestxray_layout', 'split_layout',
            'patient_overlap', 'xray_tfms', 'aug_preset', 'class_weights', 'small_set_bs', 'as_layout', 'covid_dls',
            'cached_layout']
 
@@ -132,85 +132,7 @@ def folder_layout(path, # Data folder: one sub-folder per class, or train/, vali
     pats = patient_from_name(fnames, patient_re) if patient_re else None
     return Layout(path, _layout_df(fnames, labels, pats, splits))
 
-# %% ../nbs/01_data.ipynb #06cd7d68
-def _read_table(df, path):
-    if isinstance(df, pd.DataFrame): return df.copy(), Path(path) if path is not None else Path('.')
-    fn = Path(df).expanduser()
-    if not fn.exists(): raise FileNotFoundError(f"Label file not found: {fn}")
-    return pd.read_csv(fn), Path(path) if path is not None else fn.parent
-
-def _need_cols(df, cols, what):
-    miss = [c for c in cols if c is not None and c not in df.columns]
-    if miss: raise KeyError(f"{what} has no column {', '.join(map(repr, miss))}; its columns are {list(df.columns)}. "
-                            f"Name the right ones with fn_col=, label_col=, patient_col=")
-
-# %% ../nbs/01_data.ipynb #f2877ea8
-def table_layout(df:pd.DataFrame|str|Path, # A DataFrame, or a CSV file
-                 path:str|Path|None=None, # Folder the file paths are relative to; the CSV's folder by default
-                 fn_col:str='path', # Column of image file paths
-                 label_col:str='label', # Column of labels
-                 patient_col:str|None='patient', # Column of patient ids (ignored if absent); `None`: no patients
-                 split_col:str|None=None, # Column of splits ('train', 'valid'/'val', 'test')
-                 filters:dict|None=None, # Keep rows where column == value (or is in a list of values)
-                 label_fn:Callable|dict|None=None, # Maps each raw label to a class; `None` drops the row
-                 label_delim:str|None=None, # Separator of multi-label labels; detected ('|' or ';') when `None`; '' for single labels
-                 check_files:bool=True, # Fail if any file is missing
-                ) -> Layout:
-    "The labelled images listed in a table (CSV or DataFrame)"
-    what = f"The table {df}" if not isinstance(df, pd.DataFrame) else "The DataFrame"
-    df, path = _read_table(df, path)
-    if patient_col is not None and patient_col not in df.columns and patient_col == 'patient': patient_col = None
-    _need_cols(df, [fn_col, label_col, patient_col, split_col, *(filters or {})], what)
-    for col, v in (filters or {}).items():
-        df = df[df[col].isin(v if isinstance(v, (list, tuple, set)) else [v])]
-    df = df[df[label_col].notna()]
-    raw = df[label_col].astype(str)
-    if label_delim is None:
-        label_delim = first(d for d in ('|', ';') if raw.str.contains(d, regex=False).any())
-    multi = bool(label_delim)
-    if label_fn is not None:
-        f = (lambda l: label_fn.get(l, l)) if isinstance(label_fn, dict) else label_fn
-        def _map(l):
-            if not multi: return f(l)
-            out = [f(x) for x in l.split(label_delim)]
-            out = sorted({x for x in out if x is not None})
-            return label_delim.join(out) if out else None
-        raw = raw.map(_map)
-        keep = raw.notna()
-        df, raw = df[keep], raw[keep]
-    fnames = [(path/p) if not Path(p).is_absolute() else Path(p) for p in df[fn_col].astype(str)]
-    if check_files:
-        missing = [f for f in fnames if not f.exists()]
-        if missing: raise FileNotFoundError(f"{len(missing)} of {len(fnames)} files listed in the table are missing under {path}, "
-                                            f"e.g. {[str(m) for m in missing[:3]]}")
-    pats = df[patient_col].astype(str).tolist() if patient_col else None
-    splits = df[split_col].astype(str).str.lower().replace({'val': 'valid', 'validation': 'valid'}).tolist() if split_col else None
-    return Layout(path, _layout_df(fnames, raw.tolist(), pats, splits), multi_label=multi, label_delim=label_delim or '|')
-
-# %% ../nbs/01_data.ipynb #cf5671de
-def chestxray_3class(finding:str, # A `finding` of covid-chestxray-dataset, e.g. 'Pneumonia/Viral/COVID-19'
-                    ) -> str|None:
-    "Map a covid-chestxray-dataset finding to COVID-19, No_findings or Pneumonia (`None` for unknown)"
-    f = str(finding).strip()
-    if 'COVID-19' in f: return 'COVID-19'
-    if f.lower() in ('no finding', 'no findings', 'normal'): return 'No_findings'
-    if f.lower() in ('todo', 'unknown', '', 'nan'): return None
-    return 'Pneumonia'
-
-# %% ../nbs/01_data.ipynb #45822a92
-def covid_chestxray_layout(path, # Folder of the covid-chestxray-dataset (with metadata.csv and images/)
-                           views:tuple|None=('PA', 'AP', 'AP Supine', 'AP semi erect', 'AP erect'), # Views to keep; `None`: all
-                           modality:str|None='X-ray', # Modality to keep ('X-ray' or 'CT'); `None`: all
-                           label_fn:Callable|dict|None=chestxray_3class, # Maps `finding` to a class; `None` drops the row
-                           images:str='images', # Sub-folder holding the files
-                          ) -> Layout:
-    "The covid-chestxray-dataset's images, labels and patients from its `metadata.csv`"
-    path = _check_dir(path)
-    filters = {k: v for k, v in (('view', views), ('modality', modality)) if v is not None}
-    return table_layout(path/'metadata.csv', path=path/images, fn_col='filename', label_col='finding', patient_col='patientid',
-                        filters=filters, label_fn=label_fn, label_delim='')
-
-# %% ../nbs/01_data.ipynb #4f4cf951
+# %% ../nbs/01_data.ipynb #7caafef0
 BINARY_INFECTED = {'COVID-19': 'Infected', 'Pneumonia': 'Infected', 'No_findings': 'Normal'}
 BINARY_COVID = {'Pneumonia': 'Not_COVID', 'No_findings': 'Not_COVID'}
 
@@ -226,6 +148,75 @@ def map_labels(lay:Layout, # Layout to relabel (left unchanged)
     df = lay.df.copy()
     df['label'] = df.label.map(_map)
     return Layout(lay.path, df[df.label.notna()].reset_index(drop=True), lay.multi_label, lay.label_delim)
+
+# %% ../nbs/01_data.ipynb #da8d812d
+def _read_table(df, path):
+    if isinstance(df, pd.DataFrame): return df.copy(), Path(path) if path is not None else Path('.')
+    fn = Path(df).expanduser()
+    if not fn.exists(): raise FileNotFoundError(f"Label file not found: {fn}")
+    return pd.read_csv(fn), Path(path) if path is not None else fn.parent
+
+def _need_cols(df, cols, what):
+    miss = [c for c in cols if c is not None and c not in df.columns]
+    if miss: raise KeyError(f"{what} has no column {', '.join(map(repr, miss))}; its columns are {list(df.columns)}. "
+                            f"Name the right ones with fn_col=, label_col=, patient_col=")
+
+# %% ../nbs/01_data.ipynb #85d65e9f
+def table_layout(df:pd.DataFrame|str|Path, # A DataFrame, or a CSV file
+                 path:str|Path|None=None, # Folder the file paths are relative to; the CSV's folder by default
+                 fn_col:str='path', # Column of image file paths
+                 label_col:str='label', # Column of labels
+                 patient_col:str|None='patient', # Column of patient ids (ignored if absent); `None`: no patients
+                 split_col:str|None=None, # Column of splits ('train', 'valid'/'val', 'test')
+                 filters:dict|None=None, # Keep rows where column == value (or is in a list of values)
+                 label_fn:Callable|dict|None=None, # Maps raw labels to classes (a dict or a function; mapping to `None` drops the row)
+                 label_delim:str|None=None, # Separator of multi-label labels; detected ('|' or ';') when `None`; '' for single labels
+                 check_files:bool=True, # Fail if any file is missing
+                ) -> Layout:
+    "The labelled images listed in a table (CSV or DataFrame)"
+    what = f"The table {df}" if not isinstance(df, pd.DataFrame) else "The DataFrame"
+    df, path = _read_table(df, path)
+    if patient_col is not None and patient_col not in df.columns and patient_col == 'patient': patient_col = None
+    _need_cols(df, [fn_col, label_col, patient_col, split_col, *(filters or {})], what)
+    for col, v in (filters or {}).items():
+        df = df[df[col].isin(v if isinstance(v, (list, tuple, set)) else [v])]
+    df = df[df[label_col].notna()]
+    raw = df[label_col].astype(str)
+    if label_delim is None:
+        label_delim = first(d for d in ('|', ';') if raw.str.contains(d, regex=False).any())
+    fnames = [(path/p) if not Path(p).is_absolute() else Path(p) for p in df[fn_col].astype(str)]
+    pats = df[patient_col].astype(str).tolist() if patient_col else None
+    splits = df[split_col].astype(str).str.lower().replace({'val': 'valid', 'validation': 'valid'}).tolist() if split_col else None
+    lay = Layout(path, _layout_df(fnames, raw.tolist(), pats, splits), multi_label=bool(label_delim), label_delim=label_delim or '|')
+    if label_fn is not None: lay = map_labels(lay, label_fn)
+    if check_files:
+        missing = [f for f in lay.df.fname if not f.exists()]
+        if missing: raise FileNotFoundError(f"{len(missing)} of {len(lay.df)} files listed in the table are missing under {path}, "
+                                            f"e.g. {[str(m) for m in missing[:3]]}")
+    return lay
+
+# %% ../nbs/01_data.ipynb #5fb5dcb7
+def chestxray_3class(finding:str, # A `finding` of covid-chestxray-dataset, e.g. 'Pneumonia/Viral/COVID-19'
+                    ) -> str|None:
+    "Map a covid-chestxray-dataset finding to COVID-19, No_findings or Pneumonia (`None` for unknown)"
+    f = str(finding).strip()
+    if 'COVID-19' in f: return 'COVID-19'
+    if f.lower() in ('no finding', 'no findings', 'normal'): return 'No_findings'
+    if f.lower() in ('todo', 'unknown', '', 'nan'): return None
+    return 'Pneumonia'
+
+# %% ../nbs/01_data.ipynb #412af1ce
+def covid_chestxray_layout(path, # Folder of the covid-chestxray-dataset (with metadata.csv and images/)
+                           views:tuple|None=('PA', 'AP', 'AP Supine', 'AP semi erect', 'AP erect'), # Views to keep; `None`: all
+                           modality:str|None='X-ray', # Modality to keep ('X-ray' or 'CT'); `None`: all
+                           label_fn:Callable|dict|None=chestxray_3class, # Maps `finding` to a class; `None` drops the row
+                           images:str='images', # Sub-folder holding the files
+                          ) -> Layout:
+    "The covid-chestxray-dataset's images, labels and patients from its `metadata.csv`"
+    path = _check_dir(path)
+    filters = {k: v for k, v in (('view', views), ('modality', modality)) if v is not None}
+    return table_layout(path/'metadata.csv', path=path/images, fn_col='filename', label_col='finding', patient_col='patientid',
+                        filters=filters, label_fn=label_fn, label_delim='')
 
 # %% ../nbs/01_data.ipynb #a68d1209
 def _split_idx(idx, labels, groups, pct, method, seed):
