@@ -378,7 +378,7 @@ def covid_dls(src, # Data folder (one sub-folder per class, or train/, valid/ an
     dls.layout = lay
     return dls
 
-# %% ../nbs/01_data.ipynb #e1fdfc24
+# %% ../nbs/01_data.ipynb #78329ede
 def cached_layout(lay:Layout, # Layout whose files are under `lay.path`
                   cache:str|Path, # Cache folder, outside `lay.path`
                   size:int=256, # Longest side of the copies
@@ -389,24 +389,24 @@ def cached_layout(lay:Layout, # Layout whose files are under `lay.path`
     from covid_fastai.prep import resize_images
     res = resize_images(lay.path, cache, size=size, files=lay.df.fname.tolist(), window=window)
     ok = res.result.isin(['done', 'skipped']).values
-    if not ok.all() and not skip_unreadable:
-        bad = res.fname[~ok].tolist()
-        raise ImageReadError(f"{len(bad)} image file(s) under {lay.path} cannot be read; fix or move them, or pass "
-                             f"skip_unreadable=True to leave them out:\n  " + '\n  '.join(map(str, bad[:20])))
+    if not ok.all() and not skip_unreadable: raise _unreadable_error(res.fname[~ok].tolist(), lay.path)
     df = lay.df.assign(fname=res.dest.values)[ok].reset_index(drop=True)
     return Layout(Path(cache), df, lay.multi_label, lay.label_delim)
 
-# %% ../nbs/01_data.ipynb #37fac320
+# %% ../nbs/01_data.ipynb #3de8ae86
+def _listed(files, n=20): return '\n  '.join(map(str, files[:n])) + (f"\n  ... and {len(files)-n} more" if len(files) > n else '')
+
+def _unreadable_error(bad, path):
+    return ImageReadError(f"{len(bad)} image file(s) under {path} cannot be read; fix or move them, "
+                          f"or pass skip_unreadable=True to leave them out:\n  {_listed(bad)}")
+
 def _checked(lay, skip_unreadable):
     info = inspect_images(lay.df.fname.tolist())
     lay.df = lay.df.assign(phash=info.phash.values)
     bad = info.fname[~info.ok].tolist()
     if not bad: return lay
-    shown = '\n  '.join(map(str, bad[:20])) + (f"\n  ... and {len(bad)-20} more" if len(bad) > 20 else '')
-    if not skip_unreadable:
-        raise ImageReadError(f"{len(bad)} image file(s) under {lay.path} cannot be read; fix or move them, "
-                             f"or pass skip_unreadable=True to leave them out:\n  {shown}")
-    warn(f"Leaving out {len(bad)} unreadable image file(s):\n  {shown}")
+    if not skip_unreadable: raise _unreadable_error(bad, lay.path)
+    warn(f"Leaving out {len(bad)} unreadable image file(s):\n  {_listed(bad)}")
     keep = info.ok.values
     return Layout(lay.path, lay.df[keep].reset_index(drop=True), lay.multi_label, lay.label_delim)
 

@@ -12,9 +12,8 @@ from PIL import Image, UnidentifiedImageError
 
 # %% auto #0
 __all__ = ['DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'XRAY_EXTENSIONS', 'ImageReadError', 'scale_to_uint8', 'to_rgb', 'is_dicom',
-           'read_dicom', 'write_dicom', 'load_xray', 'XrayImage', 'XrayBlock', 'get_xray_files', 'readable',
-           'find_unreadable', 'inspect_image', 'inspect_images', 'near_duplicates', 'cross_split_duplicates',
-           'make_synthetic_xrays']
+           'read_dicom', 'write_dicom', 'load_xray', 'XrayImage', 'XrayBlock', 'get_xray_files', 'inspect_image',
+           'inspect_images', 'near_duplicates', 'cross_split_duplicates', 'find_unreadable', 'make_synthetic_xrays']
 
 # %% ../nbs/00_images.ipynb #7ab546b2
 class ImageReadError(ValueError):
@@ -166,29 +165,7 @@ def get_xray_files(path, # Folder to search
     "Image and DICOM files under `path`, sorted"
     return get_files(path, extensions=XRAY_EXTENSIONS, recurse=recurse, folders=folders)
 
-# %% ../nbs/00_images.ipynb #64355342
-def readable(fn, # Image or DICOM file
-            ) -> bool:
-    "Whether `fn` can be opened and decoded"
-    try:
-        if is_dicom(fn): read_dicom(fn)
-        else:
-            with Image.open(fn) as im:
-                im.draft(im.mode, (64, 64))
-                im.load()
-        return True
-    except Exception: return False
-
-def find_unreadable(fns, # Image files to check
-                    n_workers:int=defaults.cpus, # Threads used to read them
-                    progress:bool=True, # Show a progress bar
-                   ) -> L:
-    "Return the files among `fns` that cannot be opened and decoded as images"
-    fns = L(fns)
-    ok = parallel(readable, fns, n_workers=n_workers, threadpool=True, progress=progress and len(fns) > 100)
-    return L(f for f, o in zip(fns, ok) if not o)
-
-# %% ../nbs/00_images.ipynb #8fa61f1f
+# %% ../nbs/00_images.ipynb #b2e1ddad
 def inspect_image(fn, # Image or DICOM file
                  ) -> dict:
     "Whether `fn` decodes, with its size, mode, MD5 and perceptual hash (or the error)"
@@ -221,7 +198,7 @@ def inspect_images(fns, # Image files
     cols = ['fname', 'ok', 'error', 'width', 'height', 'mode', 'md5', 'phash']
     return pd.DataFrame(list(rows), columns=cols)
 
-# %% ../nbs/00_images.ipynb #12ca83b8
+# %% ../nbs/00_images.ipynb #89a06c57
 def near_duplicates(hashes, # Perceptual hashes as integers (`None` for unreadable images)
                     max_dist:int=2, # Largest Hamming distance (of 64 bits) counted as a duplicate
                     chunk:int=1024, # Rows compared at a time
@@ -246,6 +223,15 @@ def cross_split_duplicates(df:pd.DataFrame, # Columns fname, split and phash
     rows = [(df.fname.iloc[i], df.split.iloc[i], df.fname.iloc[j], df.split.iloc[j], d)
             for i, j, d in near_duplicates(df.phash.tolist(), max_dist) if df.split.iloc[i] != df.split.iloc[j]]
     return pd.DataFrame(rows, columns=['a', 'split_a', 'b', 'split_b', 'distance'])
+
+# %% ../nbs/00_images.ipynb #df231d6e
+def find_unreadable(fns, # Image files to check
+                    n_workers:int=defaults.cpus, # Threads used to read them
+                    progress:bool=True, # Show a progress bar
+                   ) -> L:
+    "Return the files among `fns` that cannot be opened and decoded as images"
+    info = inspect_images(fns, n_workers=n_workers, progress=progress)
+    return L(info.fname[~info.ok].tolist())
 
 # %% ../nbs/00_images.ipynb #72ad887d
 def make_synthetic_xrays(dest, # Folder to create the class folders in
