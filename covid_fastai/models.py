@@ -14,7 +14,8 @@ import torchvision, timm
 
 # %% auto #0
 __all__ = ['ARCHS', 'ArchSpec', 'register_arch', 'get_arch', 'PretrainedWeightsError', 'read_weights', 'load_weights_into',
-           'pretrained_model', 'body_blocks', 'block_params', 'create_plain_head', 'create_covid_model']
+           'pretrained_model', 'body_blocks', 'block_modules', 'block_params', 'create_plain_head',
+           'create_covid_model']
 
 # %% ../nbs/04_models.ipynb #1a4bb6c7
 @dataclass
@@ -167,12 +168,17 @@ def body_blocks(body:nn.Sequential, # The body of a model from `create_covid_mod
         if has_params: res = shapes[i]
     return blocks
 
-# %% ../nbs/04_models.ipynb #0c175fad
+# %% ../nbs/04_models.ipynb #5a302d8b
+def block_modules(body:nn.Sequential, # The body of a model from `create_covid_model`
+                 ) -> list:
+    "The blocks of `body` (see `body_blocks`), each an `nn.Sequential` of its children under their names"
+    named = list(body.named_children())
+    return [nn.Sequential(OrderedDict(named[i] for i in b)) for b in body_blocks(body)]
+
 def block_params(model:nn.Sequential, # A model from `create_covid_model`: `nn.Sequential(body, head)`
                 ) -> list:
     "Parameter groups: one per block of the body (see `body_blocks`), then the head; the `splitter` of `covid_learner`"
-    body, children = model[0], list(model[0].children())
-    return [params(nn.Sequential(*[children[i] for i in b])) for b in body_blocks(body)] + [params(model[1:])]
+    return [params(b) for b in block_modules(model[0])] + [params(model[1:])]
 
 # %% ../nbs/04_models.ipynb #f30cff4c
 def create_plain_head(nf:int, # Number of features out of the body

@@ -29,7 +29,7 @@ def set_stage(learn:Learner, # A Learner from `covid_learner`
     if not learn.train_bn and not any(isinstance(cb, BnFreeze) for cb in learn.cbs): learn.add_cb(BnFreeze())
     return learn
 
-# %% ../nbs/06_recipes.ipynb #34a43cc6
+# %% ../nbs/06_recipes.ipynb #710bddbe
 def trainable_params(learn:Learner, # A Learner
                     ) -> int:
     "Number of parameters that train"
@@ -40,9 +40,7 @@ def _is_bn(m): return isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNor
 def stage_summary(learn:Learner, # A Learner from `covid_learner`
                  ) -> pd.DataFrame:
     "Trainable and total parameters of each block of the body and of the head, in the current stage (batch norm apart)"
-    body, kids = learn.model[0], list(learn.model[0].children())
-    groups = [(f'block{i+1} ({", ".join(list(body._modules)[j] for j in b)})', nn.Sequential(*[kids[j] for j in b]))
-              for i, b in enumerate(body_blocks(body))] + [('head', learn.model[1])]
+    groups = [(f'block{i+1} ({", ".join(b._modules)})', b) for i, b in enumerate(block_modules(learn.model[0]))] + [('head', learn.model[1])]
     rows = []
     for name, g in groups:
         bn = [p for m in g.modules() if _is_bn(m) for p in m.parameters(recurse=False)]
