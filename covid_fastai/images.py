@@ -18,7 +18,7 @@ __all__ = ['XRAY_EXTENSIONS', 'XrayImage', 'XrayBlock', 'get_xray_files', 'inspe
            'cross_split_duplicates', 'find_unreadable', 'make_synthetic_xrays', 'ImageReadError', 'scale_to_uint8',
            'to_rgb', 'DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'is_dicom', 'read_dicom', 'write_dicom', 'load_xray']
 
-# %% ../nbs/00_images.ipynb #5d4b50be
+# %% ../nbs/00_images.ipynb #2c0221ff
 class XrayImage(PILImage):
     "A `PILImage` opened with `load_xray`: any format (DICOM included), bit depth or colour mode becomes 8-bit RGB"
     @classmethod
@@ -29,14 +29,14 @@ class XrayImage(PILImage):
         if not isinstance(fn, Image.Image): fn = PILImage.create(fn)
         return cls(to_rgb(fn))
 
-# %% ../nbs/00_images.ipynb #7cb396c4
+# %% ../nbs/00_images.ipynb #556f19a3
 def XrayBlock(window:str|tuple|None=None, # DICOM window for CT: a name in `DICOM_WINDOWS` or (width, level)
              ) -> TransformBlock:
     "An `ImageBlock` that reads with `XrayImage` (any format, DICOM included), with an optional DICOM window"
     return TransformBlock(type_tfms=partial(XrayImage.create, window=window) if window is not None else XrayImage.create,
                           batch_tfms=IntToFloatTensor)
 
-# %% ../nbs/00_images.ipynb #5c03202d
+# %% ../nbs/00_images.ipynb #28cfc96f
 XRAY_EXTENSIONS = set(image_extensions) | DICOM_EXTENSIONS
 
 def get_xray_files(path, # Folder to search
@@ -46,7 +46,7 @@ def get_xray_files(path, # Folder to search
     "Image and DICOM files under `path`, sorted"
     return get_files(path, extensions=XRAY_EXTENSIONS, recurse=recurse, folders=folders)
 
-# %% ../nbs/00_images.ipynb #8fa61f1f
+# %% ../nbs/00_images.ipynb #fc0fc716
 def inspect_image(fn, # Image or DICOM file
                  ) -> dict:
     "Whether `fn` decodes, with its size, mode, MD5 and perceptual hash (or the error)"
@@ -79,7 +79,7 @@ def inspect_images(fns, # Image files
     cols = ['fname', 'ok', 'error', 'width', 'height', 'mode', 'md5', 'phash']
     return pd.DataFrame(list(rows), columns=cols)
 
-# %% ../nbs/00_images.ipynb #12ca83b8
+# %% ../nbs/00_images.ipynb #212130e4
 def near_duplicates(hashes, # Perceptual hashes as integers (`None` for unreadable images)
                     max_dist:int=2, # Largest Hamming distance (of 64 bits) counted as a duplicate
                     chunk:int=1024, # Rows compared at a time
@@ -105,7 +105,7 @@ def cross_split_duplicates(df:pd.DataFrame, # Columns fname, split and phash
             for i, j, d in near_duplicates(df.phash.tolist(), max_dist) if df.split.iloc[i] != df.split.iloc[j]]
     return pd.DataFrame(rows, columns=['a', 'split_a', 'b', 'split_b', 'distance'])
 
-# %% ../nbs/00_images.ipynb #27358a31
+# %% ../nbs/00_images.ipynb #620e50ab
 def find_unreadable(fns, # Image files to check
                     n_workers:int=defaults.cpus, # Threads used to read them
                     progress:bool=True, # Show a progress bar
@@ -114,7 +114,7 @@ def find_unreadable(fns, # Image files to check
     info = inspect_images(fns, n_workers=n_workers, progress=progress)
     return L(info.fname[~info.ok].tolist())
 
-# %% ../nbs/00_images.ipynb #67755927
+# %% ../nbs/00_images.ipynb #71da6b84
 def make_synthetic_xrays(dest, # Folder to create the class folders in
                          n_per_class:int=10, # Images per class
                          classes:tuple=('covid', 'normal'), # Class folder names: the first gets the most bright discs, the last none
