@@ -10,3 +10,4 @@ from .recipes import *
 from .train import *
 from .ensemble import *
 from .cli import *
+from .inference import *

@@ -135,7 +135,7 @@ def on_gpu(dls:DataLoaders) -> bool:
     "Whether `dls` puts its batches on a CUDA device"
     return dls.device is not None and torch.device(dls.device).type == 'cuda'
 
-# %% ../nbs/05_learner.ipynb #4f4693cf
+# %% ../nbs/05_learner.ipynb #9aa70299
 @delegates(Learner.__init__)
 def covid_learner(dls:DataLoaders, # Classification `DataLoaders`, e.g. from `covid_dls`
                   arch:str|ArchSpec='mobilenet', # Name in `ARCHS`
@@ -164,6 +164,7 @@ def covid_learner(dls:DataLoaders, # Classification `DataLoaders`, e.g. from `co
     kwargs.setdefault('metrics', covid_metrics(multi, list(dls.vocab), lkw.get('thresh', 0.5)))
     learn = Learner(dls, model, splitter=block_params, opt_func=covid_opt(opt, mom), **kwargs)
     learn.arch, learn.loss_name, learn.opt_name = spec.name, ifnone(loss, 'bce' if multi else 'ce'), opt
+    learn.head_sizes, learn.head_dropout = head_sizes, head_dropout  # to rebuild the model from a saved file
     if pretrained or weights is not None: learn.freeze()
     gpu = on_gpu(dls)
     if ifnone(fp16, gpu): learn.to_fp16()
