@@ -11,3 +11,6 @@ from .train import *
 from .ensemble import *
 from .cli import *
 from .inference import *
+from .metrics import *
+from .calibration import *
+from .cam import *
