@@ -14,3 +14,5 @@ from .inference import *
 from .metrics import *
 from .calibration import *
 from .cam import *
+from .plots import *
+from .report import *

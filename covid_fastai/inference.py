@@ -51,7 +51,7 @@ def probs_from_logits(logits:np.ndarray, # Model outputs `(n, n_classes)`
     z = np.exp(z - z.max(1, keepdims=True))
     return (z / z.sum(1, keepdims=True)).astype(np.float32)
 
-# %% ../nbs/10_inference.ipynb #a0695399
+# %% ../nbs/10_inference.ipynb #cb085889
 class ModelFileError(ValueError):
     "A model file that cannot be loaded; the message says why"
 
@@ -73,6 +73,7 @@ class Predictor:
         missing = [k for k in ('classes', 'size', 'mean', 'std') if meta.get(k) is None]
         if missing: raise ModelFileError(f"The model description lacks {', '.join(missing)}")
         self.run, self.meta, self.model, self.backend = run, dict(meta), model, backend
+        self.path = None  # the file or folder it was loaded from
 
     vocab = property(lambda self: list(self.meta['classes']))
     size = property(lambda self: int(self.meta['size']))
@@ -172,7 +173,7 @@ def save_covid_model(learn, # A trained `Learner` from `covid_learner` or `train
     (out/'model.json').write_text(json.dumps(d, indent=2))
     return out
 
-# %% ../nbs/10_inference.ipynb #b01ff92e
+# %% ../nbs/10_inference.ipynb #f951fbad
 _PICKLE_SUFFIXES = {'.pkl', '.pickle', '.pth', '.pt', '.bin'}
 
 def _is_pickle(p:Path) -> bool:
@@ -203,7 +204,9 @@ def _load_safe(p:Path) -> Predictor:
         msg = str(e).strip().splitlines()[0][:300]
         raise ModelFileError(f"{wfn} is not a valid weights file for a {meta['arch']} with {n_out} classes "
                              f"(truncated, or saved from another model?): {msg}") from None
-    return Predictor(_torch_run(model.eval()), meta, model=model, backend='torch')
+    pred = Predictor(_torch_run(model.eval()), meta, model=model, backend='torch')
+    pred.path = p.parent
+    return pred
 
 def _load_onnx(p:Path, threads=None) -> Predictor:
     try: import onnxruntime as ort
@@ -216,7 +219,9 @@ def _load_onnx(p:Path, threads=None) -> Predictor:
     if raw is None: raise ModelFileError(f"{p} has no covid-fastai description: export it with `export_onnx`")
     meta = json.loads(raw)
     name = sess.get_inputs()[0].name
-    return Predictor(lambda x: sess.run(None, {name: x})[0], meta, backend='onnx')
+    pred = Predictor(lambda x: sess.run(None, {name: x})[0], meta, backend='onnx')
+    pred.path = p
+    return pred
 
 def load_model(path:str|Path, # Safe model folder, its `model.json`/`model.safetensors`, an `.onnx` file, or a pickle
                allow_pickle:bool=False, # Allow loading a fastai pickle (`learn.export()`), which can run code: only for files you trust

@@ -48,3 +48,34 @@ def write_image_kinds(folder):
     bad['text_png'] = folder/'text.png'; bad['text_png'].write_text('this is not an image')
     bad['empty'] = folder/'empty.jpg'; bad['empty'].write_bytes(b'')
     return good, bad
+
+CHROMIUM = '/usr/bin/chromium'
+CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+                 '--disable-sync', '--no-first-run', '--disable-quic']
+
+@pytest.fixture(scope='session')
+def browser():
+    "Headless Debian Chromium through Playwright; skipped where it is missing, unless COVID_FASTAI_REQUIRE_BROWSER=1 (as in .ci/run)"
+    import os, shutil
+    need = os.environ.get('COVID_FASTAI_REQUIRE_BROWSER') == '1'
+    exe = shutil.which('chromium') or (CHROMIUM if Path(CHROMIUM).exists() else None)
+    try: from playwright.sync_api import sync_playwright
+    except ImportError: sync_playwright = None
+    if exe is None or sync_playwright is None:
+        if need: pytest.fail("Chromium (Debian package `chromium`) and playwright are needed for the browser tests")
+        pytest.skip("Chromium or playwright is not installed")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+@pytest.fixture(scope='session')
+def three_class(tmp_path_factory):
+    "A trained 3-class efficientnet_lite0 `Learner` (64 px: a 2 x 2 final feature map, so Grad-CAM has a shape) and a separate labelled test folder"
+    from covid_fastai.train import train_covid_learner
+    root = tmp_path_factory.mktemp('three')
+    classes = ('COVID-19', 'Normal', 'Pneumonia')
+    src = make_synthetic_xrays(root/'train', n_per_class=12, size=48, classes=classes, seed=3)
+    test = make_synthetic_xrays(root/'test', n_per_class=6, size=48, classes=classes, seed=4)
+    learn = train_covid_learner(src, arch='efficientnet_lite0', epochs=1, size=64, bs=8, num_workers=0)
+    return learn, test
