@@ -58,9 +58,9 @@ def test_cli_trains_and_saves(xray_folder, tmp_path):
 
 def test_cli_errors_are_one_line(xray_folder, tmp_path):
     r = subprocess.run(['covid-fastai-train', str(tmp_path/'nope')], capture_output=True, text=True)
-    assert r.returncode == 1 and r.stderr.strip().startswith('covid-fastai-train: error: Data folder not found') and 'Traceback' not in r.stderr
+    assert r.returncode == 1 and r.stderr.strip().startswith('covid-fastai train: error: No such file or folder') and r.stderr.count('\n') == 1 and 'Traceback' not in r.stderr
     r = subprocess.run(['covid-fastai-train', str(xray_folder), '--out', str(xray_folder/'out')], capture_output=True, text=True)
-    assert r.returncode == 1 and 'inside the data folder' in r.stderr and not (xray_folder/'out').exists()
+    assert r.returncode == 1 and 'inputs are never modified' in r.stderr and not (xray_folder/'out').exists()
     r = subprocess.run(['covid-fastai-train', '--help'], capture_output=True, text=True)
     assert r.returncode == 0 and '--arch' in r.stdout and 'Backbone name' in r.stdout
 
