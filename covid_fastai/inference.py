@@ -173,7 +173,7 @@ def save_covid_model(learn, # A trained `Learner` from `covid_learner` or `train
     (out/'model.json').write_text(json.dumps(d, indent=2))
     return out
 
-# %% ../nbs/10_inference.ipynb #f951fbad
+# %% ../nbs/10_inference.ipynb #d983283b
 _PICKLE_SUFFIXES = {'.pkl', '.pickle', '.pth', '.pt', '.bin'}
 
 def _is_pickle(p:Path) -> bool:
@@ -190,13 +190,13 @@ def _read_meta(p:Path) -> dict:
     return meta
 
 def _load_safe(p:Path) -> Predictor:
-    from safetensors.torch import load_model as st_load
-    from covid_fastai.models import create_covid_model
     meta = _read_meta(p)
     wfn = p.parent/meta.get('weights', 'model.safetensors')
     if not wfn.exists(): raise ModelFileError(f"The weights {wfn} of {p} are missing")
     n_out = int(meta.get('n_out', len(meta['classes'])))
     if n_out != len(meta['classes']): raise ModelFileError(f"{p}: n_out={n_out} but {len(meta['classes'])} classes")
+    from safetensors.torch import load_model as st_load
+    from covid_fastai.models import create_covid_model
     model = create_covid_model(meta['arch'], n_out, pretrained=False, head_sizes=meta.get('head_sizes'),
                                head_dropout=meta.get('head_dropout', 0.5))
     try: st_load(model, str(wfn), strict=True)

@@ -1,0 +1,154 @@
+"The `covid-fastai` command through subprocess: train -> evaluate -> predict -> export, safe model files, and bad input"
+import json, subprocess, sys
+from pathlib import Path
+import numpy as np, pandas as pd, pytest
+from PIL import Image
+from covid_fastai.inference import load_model, save_covid_model, export_onnx, Predictor
+from covid_fastai.images import make_synthetic_xrays
+from conftest import tree_digest
+
+def cli(*args, ok=True):
+    r = subprocess.run(['covid-fastai', *map(str, args)], capture_output=True, text=True, timeout=600)
+    if ok: assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+def one_line_error(r, *needles, code=1):
+    "A bad input: exit status `code`, exactly one line on stderr naming the problem, no traceback"
+    assert r.returncode == code, (r.returncode, r.stderr[-2000:])
+    err = r.stderr.strip()
+    assert '\n' not in err and 'Traceback' not in err and err.startswith('covid-fastai '), err
+    for n in needles: assert n in err, (n, err)
+    return err
+
+@pytest.fixture(scope='module')
+def trained(split_folder, tmp_path_factory):
+    "A model trained by `covid-fastai train` on a split folder (train/valid/test, 3 classes)"
+    out = tmp_path_factory.mktemp('cli')/'model'
+    before = tree_digest(split_folder)
+    r = cli('train', split_folder, '--arch', 'efficientnet_lite0', '--epochs', 1, '--size', 32, '--bs', 8, '--out', out)
+    assert tree_digest(split_folder) == before
+    return out, r
+
+def test_train_writes_model_and_report(trained):
+    out, r = trained
+    for f in ('model.safetensors', 'model.json', 'history.csv', 'stages.csv', 'report/report.html', 'report/metrics.json', 'report/predictions.csv'):
+        assert (out/f).exists(), f
+    d = json.loads((out/'model.json').read_text())
+    assert d['classes'] == ['COVID-19', 'No_findings', 'Pneumonia'] and d['size'] == 32 and d['arch'] == 'efficientnet_lite0'
+    assert d['test_metrics'] is not None and 'torch' in d['versions']
+    m = json.loads((out/'report'/'metrics.json').read_text())
+    assert m['n'] == 12  # the test/ folder: 4 per class
+    assert 'not a medical device' in r.stdout and 'test images' in r.stdout
+
+def test_evaluate_predict_export(trained, split_folder, tmp_path):
+    out, _ = trained
+    before_model, before_data = tree_digest(out), tree_digest(split_folder)
+    r = cli('evaluate', out, split_folder/'test', '--out', tmp_path/'rep', '--n-boot', 100)
+    m = json.loads((tmp_path/'rep'/'metrics.json').read_text())
+    assert m['n'] == 12 and 'accuracy' in r.stdout
+    r = cli('evaluate', out, split_folder/'test', '--out', tmp_path/'rep2', '--label-map', 'No_findings=Other,Pneumonia=Other', '--cam', 'none')
+    assert json.loads((tmp_path/'rep2'/'metrics.json').read_text())['classes'] == ['COVID-19', 'Other']
+    imgs = sorted((split_folder/'test').rglob('*.png'))
+    r = cli('predict', out, split_folder/'test', '--out', tmp_path/'p.csv', '--heatmaps', tmp_path/'hm')
+    p = pd.read_csv(tmp_path/'p.csv')
+    assert list(p.columns) == ['file', 'predicted', 'probability', 'COVID-19', 'No_findings', 'Pneumonia'] and len(p) == len(imgs)
+    assert np.allclose(p[['COVID-19', 'No_findings', 'Pneumonia']].sum(axis=1), 1, atol=1e-4)
+    assert len(list((tmp_path/'hm').glob('*_gradcam.png'))) == len(imgs)
+    assert 'not a medical device' in r.stdout and imgs[0].name in r.stdout
+    r = cli('export', out, '--out', tmp_path/'m.onnx')
+    assert (tmp_path/'m.onnx').exists() and 'difference' in r.stdout
+    cli('predict', tmp_path/'m.onnx', *imgs, '--out', tmp_path/'p_onnx.csv')
+    po = pd.read_csv(tmp_path/'p_onnx.csv')
+    assert (po.predicted == p.predicted).all()
+    assert np.abs(po[['COVID-19', 'No_findings', 'Pneumonia']].to_numpy() - p[['COVID-19', 'No_findings', 'Pneumonia']].to_numpy()).max() < 1e-4
+    assert tree_digest(out) == before_model and tree_digest(split_folder) == before_data
+
+def test_safe_round_trip_and_onnx_parity(three_class, tmp_path):
+    learn, test = three_class
+    fns = sorted(Path(test).rglob('*.png'))
+    p0 = Predictor.from_learner(learn).predict_proba(fns)
+    save_covid_model(learn, tmp_path/'m')
+    p1 = load_model(tmp_path/'m').predict_proba(fns)
+    np.testing.assert_array_equal(p0, p1)                       # identical, not just close
+    onx = load_model(export_onnx(tmp_path/'m', tmp_path/'m.onnx'))
+    assert onx.backend == 'onnx' and onx.model is None
+    assert np.abs(onx.predict_proba(fns) - p0).max() < 1e-4
+    # the ONNX path needs neither torch nor fastai
+    code = (f"import sys; from covid_fastai.inference import load_model; p = load_model({str(tmp_path/'m.onnx')!r});"
+            f"p.predict_proba([{str(fns[0])!r}]); print('torch' in sys.modules, 'fastai' in sys.modules)")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert r.stdout.strip() == 'False False', r.stderr
+
+def test_pickle_needs_opt_in(three_class, tmp_path):
+    learn, test = three_class
+    learn.export(tmp_path/'export.pkl')
+    img = sorted(Path(test).rglob('*.png'))[0]
+    err = one_line_error(cli('predict', tmp_path/'export.pkl', img, '--out', tmp_path/'p.csv', ok=False), 'pickle', '--allow-pickle')
+    assert 'run' in err and not (tmp_path/'p.csv').exists()
+    cli('predict', tmp_path/'export.pkl', img, '--out', tmp_path/'p.csv', '--allow-pickle')
+    assert len(pd.read_csv(tmp_path/'p.csv')) == 1
+
+def test_bad_inputs(trained, tmp_path):
+    model, _ = trained
+    good = make_synthetic_xrays(tmp_path/'imgs', n_per_class=2, size=32)
+    img = next(good.rglob('*.png'))
+    (tmp_path/'notes.txt').write_text('not an image')
+    corrupt = tmp_path/'corrupt.jpg'; corrupt.write_bytes(b'\xff\xd8\xff\xe0' + b'\x00' * 50)
+    (tmp_path/'empty').mkdir()
+    onx = export_onnx(model, tmp_path/'onnx'/'m.onnx')   # the ONNX model starts fast: most image errors are tried with it
+    snapshot = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}
+    out = tmp_path/'o.csv'
+    one_line_error(cli('predict', onx, tmp_path/'notes.txt', '--out', out, ok=False), 'Cannot read image', 'notes.txt')
+    one_line_error(cli('predict', onx, corrupt, '--out', out, ok=False), 'Cannot read image', 'corrupt.jpg')
+    one_line_error(cli('predict', onx, tmp_path/'empty', '--out', out, ok=False), 'No image files in folder')
+    one_line_error(cli('predict', onx, tmp_path/'missing.png', '--out', out, ok=False), 'No such image file')
+    # wrong or truncated model files
+    (tmp_path/'bad_model').mkdir()
+    (tmp_path/'bad_model'/'model.json').write_text('{"arch": "efficientnet_lite0"')
+    one_line_error(cli('predict', tmp_path/'bad_model', img, '--out', out, ok=False), 'not a valid model description')
+    (tmp_path/'trunc').mkdir()
+    (tmp_path/'trunc'/'model.json').write_bytes((model/'model.json').read_bytes())
+    (tmp_path/'trunc'/'model.safetensors').write_bytes((model/'model.safetensors').read_bytes()[:5000])
+    one_line_error(cli('predict', tmp_path/'trunc', img, '--out', out, ok=False), 'not a valid weights file')
+    (tmp_path/'other').mkdir()
+    meta = json.loads((model/'model.json').read_text()); meta['arch'] = 'mobilenet'
+    (tmp_path/'other'/'model.json').write_text(json.dumps(meta))
+    (tmp_path/'other'/'model.safetensors').write_bytes((model/'model.safetensors').read_bytes())
+    one_line_error(cli('predict', tmp_path/'other', img, '--out', out, ok=False), 'not a valid weights file for a mobilenet')
+    (tmp_path/'junk.onnx').write_bytes(b'\x08\x07junk' * 10)
+    one_line_error(cli('predict', tmp_path/'junk.onnx', img, '--out', out, ok=False), 'not a valid ONNX model')
+    one_line_error(cli('predict', tmp_path/'notes.txt', img, '--out', out, ok=False), 'not a model file')
+    # a model whose classes do not match the task
+    one_line_error(cli('evaluate', model, good, '--out', tmp_path/'r', ok=False), "not classes of the model", 'label_map')
+    # outputs inside the inputs are refused
+    one_line_error(cli('predict', onx, good, '--out', good/'p.csv', ok=False), 'inputs are never modified')
+    one_line_error(cli('evaluate', model, good, '--out', good/'rep', ok=False), 'inputs are never modified')
+    assert not out.exists() and not (good/'p.csv').exists() and not (good/'rep').exists() and not (tmp_path/'r').exists()
+    assert {p: p.read_bytes() for p in snapshot} == snapshot
+    # --debug shows the traceback
+    r = cli('predict', onx, tmp_path/'notes.txt', '--out', out, '--debug', ok=False)
+    assert r.returncode != 0 and 'Traceback' in r.stderr
+    # --skip-unreadable goes on without the bad file
+    r = cli('predict', onx, img, corrupt, '--out', out, '--skip-unreadable')
+    assert len(pd.read_csv(out)) == 1 and 'corrupt.jpg' in r.stderr
+
+def test_data_commands(xray_folder, tmp_path):
+    before = tree_digest(xray_folder)
+    r = cli('check-data', xray_folder)
+    assert '48' in r.stdout or 'images' in r.stdout
+    cli('resize', xray_folder, tmp_path/'small', '--size', 32)
+    im = Image.open(next((tmp_path/'small').rglob('*.png')))
+    assert max(im.size) == 32
+    cli('augment', xray_folder, tmp_path/'aug', '--n-per-image', 1)
+    assert len(list((tmp_path/'aug').rglob('*.png'))) == 2 * len(list(Path(xray_folder).rglob('*.png')))
+    one_line_error(cli('resize', xray_folder, xray_folder/'small', ok=False), 'inputs are never modified')
+    one_line_error(cli('check-data', tmp_path/'nothing', ok=False), 'No such file or folder')
+    assert tree_digest(xray_folder) == before
+    r = cli('fly', ok=False)
+    assert r.returncode == 2 and 'valid commands' in r.stderr
+
+@pytest.mark.parametrize('cmd', ['train', 'evaluate', 'predict', 'export', 'check-data', 'resize', 'augment'])
+def test_help_from_docments(cmd):
+    r = cli(cmd, '--help')
+    assert f'covid-fastai {cmd}' in r.stdout and '--debug' in r.stdout
+    assert 'Show the full traceback on errors' in r.stdout
