@@ -16,3 +16,4 @@ from .calibration import *
 from .cam import *
 from .plots import *
 from .report import *
+from .serve import *

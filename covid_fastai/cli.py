@@ -12,7 +12,8 @@ from fastcore.script import call_parse, bool_arg, parse_cli
 
 # %% auto #0
 __all__ = ['COMMANDS', 'parse_label_map', 'covid_fastai_train', 'covid_fastai_evaluate', 'covid_fastai_predict',
-           'covid_fastai_export', 'covid_fastai_check_data', 'covid_fastai_resize', 'covid_fastai_augment', 'main']
+           'covid_fastai_export', 'covid_fastai_check_data', 'covid_fastai_resize', 'covid_fastai_augment',
+           'covid_fastai_serve', 'main']
 
 # %% ../nbs/09_cli.ipynb #1e89299d
 def _fail(cmd:str, e:BaseException, debug:bool):
@@ -295,10 +296,28 @@ def covid_fastai_augment(
         augment_folder(src, dest, n_per_image=n_per_image, max_rotate=max_rotate, flip=flip, seed=seed)
     except Exception as e: _fail('augment', e, debug)
 
-# %% ../nbs/09_cli.ipynb #47f616e2
+# %% ../nbs/09_cli.ipynb #b9c89e09
+@call_parse
+def covid_fastai_serve(
+    model:str, # Saved model: folder with model.json + model.safetensors, or an .onnx file
+    host:str='127.0.0.1', # Interface to listen on (0.0.0.0: every interface)
+    port:int=8000, # Port
+    max_mb:float=20., # Largest accepted upload in MB
+    cam:str='gradcam', # Heatmaps: gradcam, gradcam++ or none
+    allow_pickle:bool=False, # Allow a fastai pickle as model (it can run code: only files you trust)
+    debug:bool=False, # Show the full traceback on errors
+):
+    "Serve a web page where a user uploads a chest image and sees the prediction and its heatmap (research use only)"
+    try:
+        from covid_fastai.serve import serve
+        serve(model, host=host, port=port, max_mb=max_mb, cam=cam, allow_pickle=allow_pickle)
+    except KeyboardInterrupt: pass
+    except Exception as e: _fail('serve', e, debug)
+
+# %% ../nbs/09_cli.ipynb #71557f8d
 COMMANDS = {'train': covid_fastai_train, 'evaluate': covid_fastai_evaluate, 'predict': covid_fastai_predict,
             'export': covid_fastai_export, 'check-data': covid_fastai_check_data, 'resize': covid_fastai_resize,
-            'augment': covid_fastai_augment}
+            'augment': covid_fastai_augment, 'serve': covid_fastai_serve}
 
 def main():
     "`covid-fastai <command> ...`: run a sub-command (`covid-fastai --help` lists them)"

@@ -147,7 +147,7 @@ def test_data_commands(xray_folder, tmp_path):
     r = cli('fly', ok=False)
     assert r.returncode == 2 and 'valid commands' in r.stderr
 
-@pytest.mark.parametrize('cmd', ['train', 'evaluate', 'predict', 'export', 'check-data', 'resize', 'augment'])
+@pytest.mark.parametrize('cmd', ['train', 'evaluate', 'predict', 'export', 'check-data', 'resize', 'augment', 'serve'])
 def test_help_from_docments(cmd):
     r = cli(cmd, '--help')
     assert f'covid-fastai {cmd}' in r.stdout and '--debug' in r.stdout

@@ -1,0 +1,95 @@
+"The web app: a real server on 127.0.0.1, driven by headless Chromium (Playwright) and by HTTP clients"
+import io, json, socket, subprocess, sys, time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+import numpy as np, pytest, requests
+from PIL import Image
+from covid_fastai.inference import save_covid_model
+from covid_fastai.images import write_dicom
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+@pytest.fixture(scope='module')
+def server(three_class, tmp_path_factory):
+    "`covid-fastai serve` on a free port (uploads limited to 0.2 MB), its URL and a few test images"
+    learn, test = three_class
+    root = tmp_path_factory.mktemp('serve')
+    save_covid_model(learn, root/'model')
+    (root/'cwd').mkdir()
+    port = _free_port()
+    proc = subprocess.Popen(['covid-fastai', 'serve', str(root/'model'), '--port', str(port), '--max-mb', '0.2'],
+                            cwd=root/'cwd', stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f'http://127.0.0.1:{port}'
+    for _ in range(240):
+        try:
+            if requests.get(url + '/health', timeout=1).ok: break
+        except requests.ConnectionError: pass
+        if proc.poll() is not None: pytest.fail(f"server exited: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.5)
+    else: pytest.fail("server did not start")
+    yield url, sorted(Path(test).rglob('*.png')), root
+    proc.terminate(); proc.wait(10)
+
+def _post(url, data, name='x.png', field='image', ctype='image/png'):
+    return requests.post(url + '/api/predict', files={field: (name, data, ctype)}, timeout=60)
+
+def test_browser_upload(server, browser, tmp_path):
+    url, imgs, _ = server
+    pg = browser.new_page()
+    pg.goto(url + '/')
+    assert 'not a medical device' in pg.content()
+    pg.set_input_files('#file', str(imgs[0]))
+    pg.click('#submit')
+    pg.wait_for_function("document.getElementById('label').textContent.length > 0", timeout=60000)
+    label = pg.text_content('#label')
+    assert label.split(' (')[0] in ('COVID-19', 'Normal', 'Pneumonia'), label
+    pg.wait_for_function("document.getElementById('heatmap').complete && document.getElementById('heatmap').naturalWidth > 0")
+    w = pg.evaluate("[document.getElementById('heatmap').naturalWidth, document.getElementById('image').naturalWidth]")
+    assert w[0] > 0 and w[1] > 0
+    assert pg.locator('#bars .bar').count() == 3
+    assert pg.is_visible('#result') and 'not a medical device' in pg.text_content('#result')
+    pg.screenshot(path=str(tmp_path/'app.png'), full_page=True)
+    pg.close()
+
+def test_api_answers_and_bad_uploads(server):
+    url, imgs, _ = server
+    r = _post(url, imgs[0].read_bytes())
+    assert r.status_code == 200
+    j = r.json()
+    assert set(j['probabilities']) == {'COVID-19', 'Normal', 'Pneumonia'} and abs(sum(j['probabilities'].values()) - 1) < 1e-4
+    assert j['heatmap'].startswith('data:image/png;base64,') and 'not a medical device' in j['disclaimer']
+    # the type comes from the content, not the name: a PNG called .txt is fine, text called .png is not
+    assert _post(url, imgs[0].read_bytes(), name='scan.txt', ctype='text/plain').status_code == 200
+    bad = {'oversize': (_post(url, b'\x89PNG' + b'\0' * 300_000), 413, 'over the limit'),
+           'not an image': (_post(url, b'just some text'), 415, 'Not an image'),
+           'corrupt': (_post(url, imgs[0].read_bytes()[:60]), 400, 'Corrupt'),
+           'missing field': (_post(url, imgs[0].read_bytes(), field='file'), 400, "No file in the form field 'image'"),
+           'no body': (requests.post(url + '/api/predict', timeout=10), 400, 'multipart')}
+    for what, (r, code, msg) in bad.items():
+        assert r.status_code == code, (what, r.status_code, r.text[:300])
+        assert msg in r.json()['error'], (what, r.json())
+    assert requests.get(url + '/health', timeout=5).json()['status'] == 'ok'
+    assert _post(url, imgs[1].read_bytes()).status_code == 200      # still serving
+
+def test_dicom_upload(server, tmp_path):
+    url, imgs, _ = server
+    a = np.asarray(Image.open(imgs[0]).convert('L')).astype(np.uint16) * 16
+    write_dicom(a, tmp_path/'x.dcm')
+    r = _post(url, (tmp_path/'x.dcm').read_bytes(), name='x.dcm', ctype='application/dicom')
+    assert r.status_code == 200 and r.json()['image_type'] == 'DICOM'
+
+def test_concurrent_requests_do_not_mix(server):
+    url, imgs, root = server
+    picks = [imgs[0], imgs[5], imgs[-1]]
+    single = {p: _post(url, p.read_bytes()).json() for p in picks}
+    jobs = [picks[i % 3] for i in range(50)]
+    with ThreadPoolExecutor(8) as ex: answers = list(ex.map(lambda p: (p, _post(url, p.read_bytes())), jobs))
+    for p, r in answers:
+        assert r.status_code == 200
+        j, s = r.json(), single[p]
+        assert j['predicted'] == s['predicted'] and j['heatmap'] == s['heatmap']
+        assert all(abs(j['probabilities'][c] - s['probabilities'][c]) < 1e-6 for c in s['probabilities'])
+    assert len({single[p]['heatmap'] for p in picks}) == 3
+    assert list((root/'cwd').iterdir()) == []       # nothing written where the server runs
