@@ -173,7 +173,7 @@ def save_covid_model(learn, # A trained `Learner` from `covid_learner` or `train
     (out/'model.json').write_text(json.dumps(d, indent=2))
     return out
 
-# %% ../nbs/10_inference.ipynb #d983283b
+# %% ../nbs/10_inference.ipynb #7f3caefb
 _PICKLE_SUFFIXES = {'.pkl', '.pickle', '.pth', '.pt', '.bin'}
 
 def _is_pickle(p:Path) -> bool:
@@ -202,7 +202,7 @@ def _load_safe(p:Path) -> Predictor:
     try: st_load(model, str(wfn), strict=True)
     except Exception as e:
         msg = str(e).strip().splitlines()[0][:300]
-        raise ModelFileError(f"{wfn} is not a valid weights file for a {meta['arch']} with {n_out} classes "
+        raise ModelFileError(f"{wfn} is not a valid weights file for the {meta['arch']} model with {n_out} classes "
                              f"(truncated, or saved from another model?): {msg}") from None
     pred = Predictor(_torch_run(model.eval()), meta, model=model, backend='torch')
     pred.path = p.parent

@@ -114,7 +114,7 @@ def test_bad_inputs(trained, tmp_path):
     meta = json.loads((model/'model.json').read_text()); meta['arch'] = 'mobilenet'
     (tmp_path/'other'/'model.json').write_text(json.dumps(meta))
     (tmp_path/'other'/'model.safetensors').write_bytes((model/'model.safetensors').read_bytes())
-    one_line_error(cli('predict', tmp_path/'other', img, '--out', out, ok=False), 'not a valid weights file for a mobilenet')
+    one_line_error(cli('predict', tmp_path/'other', img, '--out', out, ok=False), 'not a valid weights file for the mobilenet model')
     (tmp_path/'junk.onnx').write_bytes(b'\x08\x07junk' * 10)
     one_line_error(cli('predict', tmp_path/'junk.onnx', img, '--out', out, ok=False), 'not a valid ONNX model')
     one_line_error(cli('predict', tmp_path/'notes.txt', img, '--out', out, ok=False), 'not a model file')
