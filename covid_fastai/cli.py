@@ -48,7 +48,7 @@ def parse_label_map(s:str|None, # "A=B,C=D" (an empty B or "None" drops the clas
         out[k] = None if v in ('', 'None') else v
     return out
 
-# %% ../nbs/09_cli.ipynb #4cde4594
+# %% ../nbs/09_cli.ipynb #fed90112
 def _data_arg(path:str):
     "A folder stays a path; a CSV file becomes a `Layout`"
     p = Path(path).expanduser()
@@ -66,7 +66,7 @@ def covid_fastai_train(
     path:str, # Data folder (one sub-folder per class, or train/, valid/ [test/]) or CSV file (path, label[, patient, split])
     arch:str='mobilenet', # Backbone name, one of covid_fastai.models.ARCHS
     recipe:str='fine_tune', # head, last_block, last_3_blocks, full, fine_tune or progressive
-    epochs:int=3, # Epochs of each stage (fine_tune: of the unfrozen stage)
+    epochs:int=9, # Epochs of each stage (fine_tune: of the unfrozen stage)
     freeze_epochs:int=1, # fine_tune: epochs training only the new head
     lr:float=2e-3, # Base learning rate
     size:int=224, # Image size in pixels

@@ -14,8 +14,8 @@ from .models import *
 
 # %% auto #0
 __all__ = ['LOSSES', 'OPTIMIZERS', 'SCHEDULES', 'NamedAccumMetric', 'per_class_f1_multi', 'covid_metrics', 'FocalLoss',
-           'FocalLossFlat', 'covid_loss', 'covid_opt', 'fit_schedule', 'on_gpu', 'covid_learner', 'EpochLogger',
-           'covid_callbacks', 'find_lr']
+           'FocalLossFlat', 'covid_loss', 'covid_opt', 'fit_schedule', 'on_gpu', 'PlainTensors', 'covid_learner',
+           'EpochLogger', 'covid_callbacks', 'find_lr']
 
 # %% ../nbs/05_learner.ipynb #4274e292
 class NamedAccumMetric(AccumMetric):
@@ -135,7 +135,18 @@ def on_gpu(dls:DataLoaders) -> bool:
     "Whether `dls` puts its batches on a CUDA device"
     return dls.device is not None and torch.device(dls.device).type == 'cuda'
 
-# %% ../nbs/05_learner.ipynb #9aa70299
+# %% ../nbs/05_learner.ipynb #236c2c9f
+def _plain(b): return tuple(o.as_subclass(Tensor) if isinstance(o, TensorBase) else o for o in b)
+
+class PlainTensors(Callback):
+    "Give the model and the loss plain `Tensor` views of the batch (fastai's tensor subclasses slow every operation down)"
+    order = MixedPrecision.order - 1
+    def before_batch(self):
+        self._typed = self.learn.xb, self.learn.yb
+        self.learn.xb, self.learn.yb = _plain(self.xb), _plain(self.yb)
+    def after_loss(self): self.learn.xb, self.learn.yb = self._typed
+
+# %% ../nbs/05_learner.ipynb #4138824e
 @delegates(Learner.__init__)
 def covid_learner(dls:DataLoaders, # Classification `DataLoaders`, e.g. from `covid_dls`
                   arch:str|ArchSpec='mobilenet', # Name in `ARCHS`
@@ -165,13 +176,14 @@ def covid_learner(dls:DataLoaders, # Classification `DataLoaders`, e.g. from `co
     learn = Learner(dls, model, splitter=block_params, opt_func=covid_opt(opt, mom), **kwargs)
     learn.arch, learn.loss_name, learn.opt_name = spec.name, ifnone(loss, 'bce' if multi else 'ce'), opt
     learn.head_sizes, learn.head_dropout = head_sizes, head_dropout  # to rebuild the model from a saved file
+    learn.add_cb(PlainTensors())
     if pretrained or weights is not None: learn.freeze()
     gpu = on_gpu(dls)
     if ifnone(fp16, gpu): learn.to_fp16()
     if ifnone(channels_last, gpu): learn.to_channelslast()
     return learn
 
-# %% ../nbs/05_learner.ipynb #ecfd0d6d
+# %% ../nbs/05_learner.ipynb #718bbbe8
 class EpochLogger(Callback):
     "Keep every epoch of every `fit` (numbered as stages) in `df`, and append each to the CSV file `fname` if given"
     order = Recorder.order + 1
@@ -196,7 +208,7 @@ class EpochLogger(Callback):
         "Every epoch so far, one row each"
         return pd.DataFrame(self.rows)
 
-# %% ../nbs/05_learner.ipynb #11ce4e75
+# %% ../nbs/05_learner.ipynb #530047e4
 def _comp(monitor): return np.less if 'loss' in monitor else np.greater
 
 def covid_callbacks(save_best:str|None=None, # Metric to keep the best epoch by (e.g. 'f1_score', 'valid_loss'); `None`: keep the last
@@ -211,7 +223,7 @@ def covid_callbacks(save_best:str|None=None, # Metric to keep the best epoch by 
     if early_stop: cbs.append(EarlyStoppingCallback(monitor=monitor, comp=_comp(monitor), patience=early_stop))
     return cbs
 
-# %% ../nbs/05_learner.ipynb #bf79a7c8
+# %% ../nbs/05_learner.ipynb #d899ca90
 def find_lr(learn:Learner, # Learner in the state it will be trained in
             fname:str|Path|None=None, # PNG file for the plot
             num_it:int=100, # Number of mini-batches tried

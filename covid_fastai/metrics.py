@@ -90,7 +90,7 @@ def bootstrap_ci(fn, # Function of the resampled arrays returning a float or a 1
             lo_hi = np.nanpercentile(vals, q, axis=0).T
     return lo_hi[0] if lo_hi.shape[0] == 1 else lo_hi
 
-# %% ../nbs/11_metrics.ipynb #5949a041
+# %% ../nbs/11_metrics.ipynb #8f37b67c
 def classification_metrics(y, # True labels: class indices `(n,)`, or a 0/1 matrix `(n, n_classes)` for multi-label
                            probs:np.ndarray, # Predicted probabilities `(n, n_classes)`
                            classes:list, # Class names
@@ -124,12 +124,14 @@ def classification_metrics(y, # True labels: class indices `(n,)`, or a 0/1 matr
         def fn(Yb, Pb, Sb):
             b = _stats(Yb, Pb, Sb, multi_label)
             rec = np.where(b['support'] > 0, b['recall'], np.nan)
-            return np.concatenate([[b['accuracy'], b['macro_f1'], b['macro_auc']], rec, b['auc']])
+            spec = np.where(b['support'] < len(Yb), b['specificity'], np.nan)
+            return np.concatenate([[b['accuracy'], b['macro_f1'], b['macro_auc']], rec, b['auc'], spec])
         ci = bootstrap_ci(fn, Y, P, probs, n_boot=n_boot, level=level, seed=seed)
         row = lambda i: [nan2none(float(ci[i, 0])), nan2none(float(ci[i, 1]))]
         out['ci'] = dict(level=level, n_boot=n_boot, seed=seed, method='percentile bootstrap',
                          accuracy=row(0), macro_f1=row(1), macro_auc=row(2),
-                         recall={c: row(3 + j) for j, c in enumerate(classes)}, auc={c: row(3 + k + j) for j, c in enumerate(classes)})
+                         recall={c: row(3 + j) for j, c in enumerate(classes)}, auc={c: row(3 + k + j) for j, c in enumerate(classes)},
+                         specificity={c: row(3 + 2*k + j) for j, c in enumerate(classes)})
     return out
 
 # %% ../nbs/11_metrics.ipynb #88494dba

@@ -24,12 +24,12 @@ def holdout_metrics(learn:Learner, # A trained `Learner` whose `dls.layout` has 
     res = learn.validate(dl=dl)
     return dict(zip(['loss'] + [m.name for m in learn.metrics], map(float, res)))
 
-# %% ../nbs/07_train.ipynb #763f1d67
+# %% ../nbs/07_train.ipynb #19d51999
 @delegates(covid_dls, but=['stats'])
 def train_covid_learner(path, # Data folder (one sub-folder per class, or train/, valid/ and optional test/), or a `Layout`
                         arch:str='mobilenet', # Name in `ARCHS`
                         recipe:str='fine_tune', # One of `RECIPES`: 'head', 'last_block', 'last_3_blocks', 'full', 'fine_tune', 'progressive'
-                        epochs:int|list=3, # Epochs (per stage, or a list with one per stage; for `fine_tune`, of the unfrozen stage)
+                        epochs:int|list=9, # Epochs (per stage, or a list with one per stage; for `fine_tune`, of the unfrozen stage)
                         freeze_epochs:int=1, # `fine_tune`: epochs training only the new head, body frozen
                         lr:float|list=2e-3, # Learning rate (per stage, or a list with one per stage)
                         size:int=224, # Images are resized to `size` x `size`

@@ -1,0 +1,189 @@
+#!/usr/bin/env python
+"""Accuracy on real chest X-rays, against the published numbers, with `train_covid_learner`'s defaults.
+
+Data: ../shared/data/xray3 (905 X-rays from the DarkCovidNet sources: COVID-19 94, No_findings 406, Pneumonia 405), read
+through its labels.csv and never copied or modified. The split is patient-grouped (70/15/15, no patient on two sides) and
+fixed in bench/xray3_split.csv, so every run and every later check sees the very same test images.
+
+Runs (each in its own process, one JSON per run under bench/results/quality/, so runs can be made one at a time):
+
+- `default`: `train_covid_learner(lay, arch)` with the library's defaults (recipe `fine_tune`), 3 classes;
+- `head`, `progressive`: the same number of epochs, spent on the head only, or on the head, last block, last 3 blocks
+  and the whole network in turn;
+- `binary`: the defaults on COVID-19 vs No_findings (Pneumonia left out), the DarkCovidNet binary task;
+- `<run>@<arch>`: the same with another backbone, when its ImageNet weights are on this machine.
+
+Each run reports test accuracy, macro F1, COVID-19 sensitivity and specificity and one-vs-rest AUCs with 95% percentile
+bootstrap CIs, the training wall-clock time and the device. `--report` assembles bench/results/quality.{json,md,png}
+from the runs present.
+
+    python bench/quality.py --data ../shared/data/xray3 --runs default,binary,head,progressive
+    python bench/quality.py --report
+"""
+import argparse, inspect, json, os, platform, subprocess, sys, time
+from pathlib import Path
+import numpy as np, pandas as pd
+
+here = Path(__file__).parent
+sys.path.insert(0, str(here))
+OUT = here/'results'/'quality'
+REFERENCE = dict(source='DarkCovidNet (Ozturk et al. 2020): same source images, image-level 5-fold split, trained from scratch for 100 epochs',
+                 binary_accuracy=0.9808, three_class_accuracy=0.8702)
+POSITIVE = 'COVID-19'
+
+def default_kwargs():
+    "The defaults of `train_covid_learner` that define the recipe"
+    from covid_fastai.train import train_covid_learner
+    sig = inspect.signature(train_covid_learner).parameters
+    return {k: sig[k].default for k in ('arch', 'recipe', 'epochs', 'freeze_epochs', 'lr', 'size', 'bs', 'loss', 'opt', 'schedule')
+            if k in sig}
+
+def run_kwargs(run):
+    "Arguments of `train_covid_learner` for `run` (beyond the data and the architecture)"
+    d = default_kwargs()
+    n = d['freeze_epochs'] + d['epochs'] if d['recipe'] == 'fine_tune' else d['epochs']
+    lr = d['lr']
+    if run == 'default': return {}
+    if run == 'binary': return dict(label_map={'Pneumonia': None})
+    if run == 'head': return dict(recipe='head', epochs=n)
+    if run == 'progressive':
+        rest = n - d['freeze_epochs']
+        eps = [d['freeze_epochs'], rest // 3, rest // 3, rest - 2 * (rest // 3)]
+        return dict(recipe='progressive', epochs=eps, lr=[lr, lr / 2, lr / 4, lr / 10])
+    raise ValueError(f"Unknown run {run!r}; valid: default, binary, head, progressive")
+
+def weights_available(archs):
+    "For each arch: True when its ImageNet weights can be had on this machine, else the reason"
+    from covid_fastai.models import pretrained_model
+    out = {}
+    for a in archs:
+        try: pretrained_model(a); out[a] = True
+        except Exception as e: out[a] = str(e).splitlines()[0][:200]
+    return out
+
+def device_name():
+    import torch
+    if torch.cuda.is_available(): return torch.cuda.get_device_name()
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+def one(run, arch, data, n_boot, cache):
+    "Train and score one run; returns a JSON-able dict"
+    import torch
+    from recipes import fixed_split
+    from covid_fastai.train import train_covid_learner
+    from covid_fastai.metrics import classification_metrics
+    lay = fixed_split(Path(data))
+    kw = run_kwargs(run)
+    t0 = time.perf_counter()
+    learn = train_covid_learner(lay, arch=arch, cache=cache, **kw)
+    secs = time.perf_counter() - t0
+    test = learn.dls.layout.subset('test')
+    dl = learn.dls.test_dl(test, with_labels=True)
+    probs, y = learn.get_preds(dl=dl)
+    vocab = list(learn.dls.vocab)
+    m = classification_metrics(y.numpy(), probs.numpy(), vocab, n_boot=n_boot)
+    ci = m['ci']
+    row = dict(run=run, arch=arch, task='binary' if run == 'binary' else '3-class', classes=vocab, n_test=m['n'],
+               n_train=int((learn.dls.layout.df.split == 'train').sum()), n_valid=int((learn.dls.layout.df.split == 'valid').sum()),
+               accuracy=m['accuracy'], accuracy_ci=ci['accuracy'], macro_f1=m['macro_f1'], macro_f1_ci=ci['macro_f1'],
+               macro_auc=m['macro_auc'], macro_auc_ci=ci['macro_auc'],
+               covid_sensitivity=m['per_class'][POSITIVE]['recall'], covid_sensitivity_ci=ci['recall'][POSITIVE],
+               covid_specificity=m['per_class'][POSITIVE]['specificity'], covid_specificity_ci=ci['specificity'][POSITIVE],
+               auc={c: m['per_class'][c]['auc'] for c in vocab}, auc_ci=ci['auc'], confusion_matrix=m['confusion_matrix'],
+               valid=learn.stages.to_dict('records')[-1] if hasattr(learn, 'stages') else None,
+               settings={**default_kwargs(), **kw, 'arch': arch, 'cache': cache},
+               train_seconds=round(secs, 1), device=device_name(), torch=torch.__version__, n_boot=n_boot)
+    return row
+
+def _ci(v, ci, pct=True):
+    f = (lambda x: f"{100*x:.1f}") if pct else (lambda x: f"{x:.3f}")
+    return f"{f(v)} [{f(ci[0])}, {f(ci[1])}]" if ci and ci[0] is not None else f(v)
+
+def report(weights=None):
+    "bench/results/quality.{json,md,png} from the runs under bench/results/quality/"
+    rows = [json.loads(p.read_text()) for p in sorted(OUT.glob('*.json'))]
+    if not rows: sys.exit(f"No runs under {OUT}; run some first")
+    order = {r: i for i, r in enumerate(['default', 'binary', 'head', 'progressive'])}
+    rows.sort(key=lambda r: (r['arch'] != 'efficientnet_lite0', r['arch'], order.get(r['run'], 9)))
+    wfile = OUT.parent/'quality_weights.json'
+    if weights is not None: wfile.write_text(json.dumps(weights, indent=2))
+    weights = json.loads(wfile.read_text()) if wfile.exists() else {}
+    d = default_kwargs()
+    md = ['# Accuracy on real chest X-rays', '',
+          f"Patient-grouped test split of xray3 (`bench/xray3_split.csv`: {rows[0]['n_train']} train / {rows[0]['n_valid']} valid / "
+          f"{rows[0]['n_test'] if rows[0]['task'] == '3-class' else '129'} test images, no patient on two sides). "
+          f"95% percentile bootstrap intervals ({rows[0]['n_boot']} resamples) in brackets. `default` is "
+          f"`train_covid_learner(path, arch=...)` with the library's defaults: {', '.join(f'{k}={v!r}' for k, v in d.items() if k != 'arch')}.", '',
+          '| run | arch | task | test images | accuracy % | macro F1 | COVID-19 sensitivity % | COVID-19 specificity % | macro AUC | training s | device |',
+          '|---|---|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        md.append(f"| {r['run']} | {r['arch']} | {r['task']} | {r['n_test']} | {_ci(r['accuracy'], r['accuracy_ci'])} | "
+                  f"{_ci(r['macro_f1'], r['macro_f1_ci'], False)} | {_ci(r['covid_sensitivity'], r['covid_sensitivity_ci'])} | "
+                  f"{_ci(r['covid_specificity'], r['covid_specificity_ci'])} | {_ci(r['macro_auc'], r['macro_auc_ci'], False)} | "
+                  f"{r['train_seconds']:.0f} | {r['device']} |")
+    md += ['', f"Reference: {REFERENCE['source']}: {100*REFERENCE['binary_accuracy']:.2f}% binary, "
+           f"{100*REFERENCE['three_class_accuracy']:.2f}% 3-class accuracy. An image-level split puts images of one patient on "
+           "both sides; the split here does not, so these numbers are the harder, more honest kind.", '',
+           '## One-vs-rest AUC per class', '', '| run | arch | ' + ' | '.join(rows[0]['classes']) + ' |',
+           '|---|---|' + '---|' * len(rows[0]['classes'])]
+    for r in rows:
+        if r['task'] != '3-class': continue
+        md.append(f"| {r['run']} | {r['arch']} | " + ' | '.join(_ci(r['auc'][c], r['auc_ci'][c], False) for c in r['classes']) + ' |')
+    md += ['', '## Confusion matrices (rows: true, columns: predicted)', '']
+    for r in rows:
+        md += [f"**{r['run']} / {r['arch']}** ({', '.join(r['classes'])}): `{r['confusion_matrix']}`", '']
+    if weights:
+        md += ['## Backbones and their ImageNet weights on this machine', '', '| arch | weights |', '|---|---|']
+        md += [f"| {a} | {'available' if w is True else 'not available: ' + w.replace('|', '/')} |" for a, w in weights.items()]
+    (OUT.parent/'quality.md').write_text('\n'.join(md) + '\n')
+    (OUT.parent/'quality.json').write_text(json.dumps(dict(reference=REFERENCE, defaults=d, runs=rows, weights=weights), indent=2))
+    plot(rows)
+    print('\n'.join(md))
+
+def plot(rows):
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key, title in ((axs[0], 'accuracy', 'Test accuracy'), (axs[1], 'covid_sensitivity', 'COVID-19 sensitivity')):
+        names = [f"{r['run']}\n{r['arch']}" for r in rows]
+        v = np.array([r[key] for r in rows]); lo = np.array([r[key + '_ci'][0] for r in rows]); hi = np.array([r[key + '_ci'][1] for r in rows])
+        ax.bar(range(len(rows)), v, yerr=[v - lo, hi - v], capsize=4, color=['C0' if r['task'] == '3-class' else 'C1' for r in rows])
+        ax.set_xticks(range(len(rows)), names, fontsize=7); ax.set_ylim(0, 1.05); ax.set_title(title + ' (95% CI)')
+        if key == 'accuracy':
+            ax.axhline(REFERENCE['three_class_accuracy'], ls='--', c='C0', lw=1, label='DarkCovidNet 3-class')
+            ax.axhline(REFERENCE['binary_accuracy'], ls=':', c='C1', lw=1, label='DarkCovidNet binary')
+            ax.legend(fontsize=7, loc='lower right')
+        else: ax.axhline(0.95, ls='--', c='grey', lw=1)
+    fig.tight_layout(); fig.savefig(OUT.parent/'quality.png', dpi=110); plt.close(fig)
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--data', default=str(here.resolve().parents[1]/'shared'/'data'/'xray3'))
+    ap.add_argument('--runs', default='default,binary,head,progressive', help='comma-separated; `run@arch` for another backbone')
+    ap.add_argument('--arch', default='efficientnet_lite0')
+    ap.add_argument('--cache', default=None, help='folder for 256 px copies (default: train from the originals, as the defaults do)')
+    ap.add_argument('--n-boot', type=int, default=2000)
+    ap.add_argument('--report', action='store_true', help='only assemble the report from the runs present')
+    ap.add_argument('--one', default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.one:
+        run, arch = a.one.split('@')
+        print('RESULT ' + json.dumps(one(run, arch, a.data, a.n_boot, a.cache)), flush=True); return
+    if a.report: return report()
+    from covid_fastai.models import ARCHS
+    weights = weights_available([k for k in ARCHS])
+    OUT.mkdir(parents=True, exist_ok=True)
+    for spec in a.runs.split(','):
+        run, arch = (spec.split('@') + [a.arch])[:2]
+        if weights.get(arch) is not True: print(f"skip {spec}: no ImageNet weights for {arch}: {weights.get(arch)}"); continue
+        cmd = [sys.executable, __file__, '--one', f'{run}@{arch}', '--data', a.data, '--n-boot', str(a.n_boot)] + (['--cache', a.cache] if a.cache else [])
+        print('running', spec, flush=True)
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        line = [l for l in r.stdout.splitlines() if l.startswith('RESULT ')]
+        if not line: sys.exit(f"{spec} failed:\n{r.stderr[-3000:]}")
+        res = json.loads(line[0][7:])
+        (OUT/f"{run}@{arch}.json").write_text(json.dumps(res, indent=2))
+        print({k: res[k] for k in ('run', 'arch', 'accuracy', 'covid_sensitivity', 'train_seconds')}, flush=True)
+    report(weights)
+
+if __name__ == '__main__': main()

@@ -1,0 +1,159 @@
+#!/usr/bin/env python
+"""Training throughput of the library's Learner against a hand-written PyTorch loop, and where the time goes.
+
+For each architecture (random init: speed does not depend on the weights), in its own process (so that peak memory is
+its own), on real JPEGs read from disk:
+
+- `library`: `covid_dls` (fastai DataBlock, `xray` augmentation preset) + `covid_learner` (all layers trainable, Adam), steady-state
+  images/s of the training loop (first batches skipped);
+- `plain`: a torch `Dataset` (PIL decode, torchvision Resize / RandomHorizontalFlip / RandomRotation / ColorJitter / Normalize)
+  + `DataLoader` with the same batch size and workers, the same model, Adam and cross-entropy, a plain loop;
+- `library_data`, `plain_data`: the two DataLoaders alone, no model;
+- `model_step`: forward + backward + optimizer step on random tensors already in memory: the ceiling.
+
+Also peak RSS (and peak GPU memory on a GPU). Writes bench/results/speed[_<device>].json and .md.
+
+    python bench/speed.py --data ../shared/data/xray3 [--archs mobilenet,efficientnet_lite0,resnet18] [--bs 32] [--batches 12]
+"""
+import argparse, json, os, platform, resource, subprocess, sys, tempfile, time
+from pathlib import Path
+import numpy as np
+
+RESULTS = Path(__file__).parent/'results'
+
+def _steady(times, skip):
+    "images/s over the batches after the first `skip`"
+    ts = times[skip:]
+    return sum(n for n, _ in ts) / sum(t for _, t in ts)
+
+def _timed_iter(it, n_batches, step=None, sync=lambda: None):
+    out, t = [], time.perf_counter()
+    for i, b in enumerate(it):
+        if step is not None: step(b)
+        sync()
+        now = time.perf_counter(); out.append((len(b[0]), now - t)); t = now
+        if i + 1 >= n_batches: break
+    return out
+
+def one(arch, files, labels, a):
+    "All measurements for one architecture (run in its own process)"
+    import torch, torch.nn as nn, pandas as pd
+    from PIL import Image
+    import torchvision.transforms as T
+    from covid_fastai.data import Layout, covid_dls
+    from covid_fastai.learner import covid_learner
+    from covid_fastai.models import create_covid_model, get_arch
+    dev = 'cuda' if torch.cuda.is_available() and not a.cpu else 'cpu'
+    sync = torch.cuda.synchronize if dev == 'cuda' else (lambda: None)
+    torch.manual_seed(0)
+    spec = get_arch(arch)
+    mean, std = spec.stats
+    classes = sorted(set(labels))
+    res = dict(arch=arch, device=torch.cuda.get_device_name() if dev == 'cuda' else f'cpu ({os.cpu_count()} cores)', bs=a.bs,
+               size=a.size, workers=a.workers, batches=a.batches, skip=a.skip)
+    # library path
+    df = pd.DataFrame(dict(fname=files, label=labels, patient=None, split=['train'] * (len(files) - 16) + ['valid'] * 16))
+    lay = Layout(Path(files[0]).parents[1], df)
+    dls = covid_dls(lay, size=a.size, bs=a.bs, num_workers=a.workers, check=False, stats=(mean, std), aug='xray', device=dev)
+    res['library_data'] = round(_steady(_timed_iter(dls.train, a.batches), a.skip), 1)
+    learn = covid_learner(dls, arch, pretrained=False)
+    learn.unfreeze()
+    from fastai.callback.core import Callback, CancelFitException
+    class Timer(Callback):
+        "Time each training batch (after the GPU has finished it) and stop after `a.batches`"
+        order = 99
+        def before_fit(self): self.t, self.rec = time.perf_counter(), []
+        def after_batch(self):
+            if not self.training: return
+            sync(); now = time.perf_counter(); self.rec.append((len(self.xb[0]), now - self.t)); self.t = now
+            if len(self.rec) >= a.batches: raise CancelFitException()
+    def run_library():
+        tm = Timer()
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3, cbs=tm)
+        return _steady(tm.rec, a.skip)
+    # plain PyTorch path
+    tf = T.Compose([T.Resize((a.size, a.size)), T.RandomHorizontalFlip(), T.RandomRotation(10), T.ColorJitter(0.2, 0.2),
+                    T.ToTensor(), T.Normalize(mean, std)])
+    class DS(torch.utils.data.Dataset):
+        def __len__(self): return len(files) - 16
+        def __getitem__(self, i):
+            with Image.open(files[i]) as im: x = tf(im.convert('RGB'))
+            return x, classes.index(labels[i])
+    dl = torch.utils.data.DataLoader(DS(), batch_size=a.bs, shuffle=True, num_workers=a.workers, drop_last=True,
+                                     pin_memory=dev == 'cuda')
+    res['plain_data'] = round(_steady(_timed_iter(dl, a.batches), a.skip), 1)
+    model = create_covid_model(arch, n_out=len(classes), pretrained=False).to(dev)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    lossf = nn.CrossEntropyLoss()
+    use_amp = dev == 'cuda'
+    if use_amp: model = model.to(memory_format=torch.channels_last)
+    scaler = torch.amp.GradScaler(enabled=use_amp)
+    def step(b):
+        x, y = b[0].to(dev, non_blocking=True), b[1].to(dev, non_blocking=True)
+        if use_amp: x = x.to(memory_format=torch.channels_last)
+        with torch.autocast(dev, enabled=use_amp):
+            loss = lossf(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
+    model.train()
+    xb, yb = torch.randn(a.bs, 3, a.size, a.size, device=dev), torch.randint(0, len(classes), (a.bs,), device=dev)
+    # The three measurements take turns, `a.rounds` times, so that a slow spell of the machine hits all of them alike;
+    # each is reported as the median over the rounds, and the ratios as medians of the per-round ratios.
+    rounds = dict(library=[], plain=[], model_step=[])
+    for r in range(a.rounds):
+        rounds['library'].append(run_library())
+        rounds['plain'].append(_steady(_timed_iter(dl, a.batches, step, sync), a.skip))
+        rounds['model_step'].append(_steady(_timed_iter(((xb, yb) for _ in iter(int, 1)), a.batches, step, sync), a.skip))
+    med = lambda v: float(np.median(v))
+    for k, v in rounds.items(): res[k] = round(med(v), 1)
+    res['rounds'] = {k: [round(x, 1) for x in v] for k, v in rounds.items()}
+    res['library_vs_plain'] = round(med([l / p for l, p in zip(rounds['library'], rounds['plain'])]), 3)
+    res['library_vs_ceiling'] = round(med([l / c for l, c in zip(rounds['library'], rounds['model_step'])]), 3)
+    res['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0)
+    if dev == 'cuda': res['peak_gpu_mb'] = round(torch.cuda.max_memory_allocated() / 2**20, 0)
+    return res
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--data', default=str(Path(__file__).resolve().parents[2]/'shared'/'data'/'xray3'))
+    ap.add_argument('--archs', default='mobilenet,efficientnet_lite0,resnet18')
+    ap.add_argument('--bs', type=int, default=32); ap.add_argument('--size', type=int, default=224)
+    ap.add_argument('--batches', type=int, default=10); ap.add_argument('--skip', type=int, default=2)
+    ap.add_argument('--rounds', type=int, default=3)
+    ap.add_argument('--workers', type=int, default=os.cpu_count())
+    ap.add_argument('--cpu', action='store_true', help='stay on the CPU even with a GPU')
+    ap.add_argument('--one', default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    import pandas as pd
+    lab = pd.read_csv(Path(a.data)/'labels.csv')
+    files = [str(Path(a.data)/p) for p in lab.path]
+    labels = lab.label.tolist()
+    if a.one:
+        print('RESULT ' + json.dumps(one(a.one, files, labels, a)), flush=True); return
+    rows = []
+    for arch in a.archs.split(','):
+        cmd = [sys.executable, __file__, '--one', arch] + [f'--{k}={v}' for k, v in (('data', a.data), ('bs', a.bs), ('size', a.size),
+               ('batches', a.batches), ('skip', a.skip), ('workers', a.workers), ('rounds', a.rounds))] + (['--cpu'] if a.cpu else [])
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        line = [l for l in r.stdout.splitlines() if l.startswith('RESULT ')]
+        if not line: sys.exit(f"{arch} failed:\n{r.stderr[-3000:]}")
+        rows.append(json.loads(line[0][7:])); print(rows[-1], flush=True)
+    dev = rows[0]['device']
+    tag = '' if dev.startswith('cpu') else '_gpu'
+    env = dict(python=platform.python_version(), device=dev, data=a.data, n_images=len(files))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS/f'speed{tag}.json').write_text(json.dumps(dict(env=env, rows=rows), indent=2))
+    hdr = ['arch', 'library img/s', 'plain loop img/s', 'library / plain', 'library data img/s', 'plain data img/s',
+           'model step img/s (ceiling)', 'library / ceiling', 'peak RSS MB'] + (['peak GPU MB'] if tag else [])
+    md = [f"# Training throughput on {dev}", '',
+          f"Batch {a.bs}, {a.size} px, {a.workers} DataLoader workers, real JPEGs from {Path(a.data).name}; steady state over batches "
+          f"{a.skip + 1}-{a.batches}, median of {a.rounds} rounds in which the library, the plain loop and the model step take turns. "
+          f"Random init, all layers trained, Adam.", '',
+          '| ' + ' | '.join(hdr) + ' |', '|' + '---|' * len(hdr)]
+    for r in rows:
+        md.append(f"| {r['arch']} | {r['library']} | {r['plain']} | {r['library_vs_plain']} | {r['library_data']} | {r['plain_data']} | "
+                  f"{r['model_step']} | {r['library_vs_ceiling']} | {r['peak_rss_mb']:.0f} |" + (f" {r['peak_gpu_mb']:.0f} |" if tag else ''))
+    (RESULTS/f'speed{tag}.md').write_text('\n'.join(md) + '\n')
+    print('\n'.join(md))
+
+if __name__ == '__main__': main()
