@@ -113,6 +113,19 @@ def one(arch, files, labels, a):
     if dev == 'cuda': res['peak_gpu_mb'] = round(torch.cuda.max_memory_allocated() / 2**20, 0)
     return res
 
+def plot(rows, fn, dev):
+    "Grouped bars per architecture: data loading alone, library, plain loop, model step"
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    keys = [('library', 'library (fastai)'), ('plain', 'plain PyTorch loop'), ('model_step', 'model step on tensors in memory (ceiling)')]
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    w = 0.8 / len(keys)
+    for i, (k, lab) in enumerate(keys):
+        ax.bar(np.arange(len(rows)) + i * w, [r[k] for r in rows], w, label=lab)
+    ax.set_xticks(np.arange(len(rows)) + w * (len(keys) - 1) / 2, [r['arch'] for r in rows])
+    ax.set_ylabel('training images / s'); ax.set_title(f'Training throughput, {dev}', fontsize=10); ax.legend(fontsize=7)
+    fig.tight_layout(); fig.savefig(fn, dpi=110); plt.close(fig)
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--data', default=str(Path(__file__).resolve().parents[2]/'shared'/'data'/'xray3'))
@@ -154,6 +167,7 @@ def main():
         md.append(f"| {r['arch']} | {r['library']} | {r['plain']} | {r['library_vs_plain']} | {r['library_data']} | {r['plain_data']} | "
                   f"{r['model_step']} | {r['library_vs_ceiling']} | {r['peak_rss_mb']:.0f} |" + (f" {r['peak_gpu_mb']:.0f} |" if tag else ''))
     (RESULTS/f'speed{tag}.md').write_text('\n'.join(md) + '\n')
+    plot(rows, RESULTS/f'speed{tag}.png', dev)
     print('\n'.join(md))
 
 if __name__ == '__main__': main()

@@ -85,3 +85,11 @@ def test_class_weighted_loss(tmp_path):
     learn = train_covid_learner(tmp_path, arch='efficientnet_lite0', epochs=1, size=32, bs=8, class_weighted=True, num_workers=0)
     w = learn.loss_func.func.weight
     assert torch.allclose(w.cpu(), torch.tensor([40/60, 40/20]), atol=0.05)
+
+def test_cli_defaults_are_the_library_defaults():
+    "`covid-fastai train` trains with `train_covid_learner`'s defaults (the ones bench/quality.py measures)"
+    import inspect
+    from covid_fastai.cli import covid_fastai_train
+    lib, cli = (inspect.signature(f).parameters for f in (train_covid_learner, covid_fastai_train.__wrapped__))
+    for k in ('arch', 'recipe', 'epochs', 'freeze_epochs', 'lr', 'size', 'bs', 'seed', 'opt', 'schedule', 'loss'):
+        assert lib[k].default == cli[k].default, k
