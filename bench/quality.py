@@ -20,7 +20,7 @@ from the runs present.
     python bench/quality.py --data ../shared/data/xray3 --runs default,binary,head,progressive
     python bench/quality.py --report
 """
-import argparse, inspect, json, os, platform, subprocess, sys, time
+import argparse, hashlib, inspect, json, os, platform, subprocess, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd
 
@@ -66,14 +66,14 @@ def device_name():
     if torch.cuda.is_available(): return torch.cuda.get_device_name()
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
-def one(run, arch, data, n_boot, cache):
-    "Train and score one run; returns a JSON-able dict"
+def one(run, arch, data, n_boot, cache, over=None):
+    "Train and score one run (with `over` overriding its arguments, for tuning); returns a JSON-able dict"
     import torch
     from recipes import fixed_split
     from covid_fastai.train import train_covid_learner
     from covid_fastai.metrics import classification_metrics
     lay = fixed_split(Path(data))
-    kw = run_kwargs(run)
+    kw = {**run_kwargs(run), **(over or {})}
     t0 = time.perf_counter()
     learn = train_covid_learner(lay, arch=arch, cache=cache, **kw)
     secs = time.perf_counter() - t0
@@ -83,7 +83,7 @@ def one(run, arch, data, n_boot, cache):
     vocab = list(learn.dls.vocab)
     m = classification_metrics(y.numpy(), probs.numpy(), vocab, n_boot=n_boot)
     ci = m['ci']
-    row = dict(run=run, arch=arch, task='binary' if run == 'binary' else '3-class', classes=vocab, n_test=m['n'],
+    row = dict(run=run + (' ' + json.dumps(over) if over else ''), arch=arch, task='binary' if run == 'binary' else '3-class', classes=vocab, n_test=m['n'],
                n_train=int((learn.dls.layout.df.split == 'train').sum()), n_valid=int((learn.dls.layout.df.split == 'valid').sum()),
                accuracy=m['accuracy'], accuracy_ci=ci['accuracy'], macro_f1=m['macro_f1'], macro_f1_ci=ci['macro_f1'],
                macro_auc=m['macro_auc'], macro_auc_ci=ci['macro_auc'],
@@ -163,27 +163,34 @@ def main():
     ap.add_argument('--arch', default='efficientnet_lite0')
     ap.add_argument('--cache', default=None, help='folder for 256 px copies (default: train from the originals, as the defaults do)')
     ap.add_argument('--n-boot', type=int, default=2000)
+    ap.add_argument('--set', default=None, help='tuning: JSON dict of train_covid_learner arguments overriding the run\'s, e.g. \'{"size": 192}\'')
+    ap.add_argument('--reuse-weights-check', action='store_true', help='read which backbones have weights from the last run instead of trying each')
     ap.add_argument('--report', action='store_true', help='only assemble the report from the runs present')
     ap.add_argument('--one', default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
         run, arch = a.one.split('@')
-        print('RESULT ' + json.dumps(one(run, arch, a.data, a.n_boot, a.cache)), flush=True); return
+        print('RESULT ' + json.dumps(one(run, arch, a.data, a.n_boot, a.cache, a.set and json.loads(a.set))), flush=True); return
     if a.report: return report()
     from covid_fastai.models import ARCHS
-    weights = weights_available([k for k in ARCHS])
+    wfile = OUT.parent/'quality_weights.json'
+    reuse = (a.set or a.reuse_weights_check) and wfile.exists()
+    weights = json.loads(wfile.read_text()) if reuse else weights_available([k for k in ARCHS])
     OUT.mkdir(parents=True, exist_ok=True)
     for spec in a.runs.split(','):
         run, arch = (spec.split('@') + [a.arch])[:2]
         if weights.get(arch) is not True: print(f"skip {spec}: no ImageNet weights for {arch}: {weights.get(arch)}"); continue
-        cmd = [sys.executable, __file__, '--one', f'{run}@{arch}', '--data', a.data, '--n-boot', str(a.n_boot)] + (['--cache', a.cache] if a.cache else [])
+        cmd = [sys.executable, __file__, '--one', f'{run}@{arch}', '--data', a.data, '--n-boot', str(a.n_boot)] + (['--cache', a.cache] if a.cache else []) \
+              + (['--set', a.set] if a.set else [])
         print('running', spec, flush=True)
         r = subprocess.run(cmd, capture_output=True, text=True)
         line = [l for l in r.stdout.splitlines() if l.startswith('RESULT ')]
         if not line: sys.exit(f"{spec} failed:\n{r.stderr[-3000:]}")
         res = json.loads(line[0][7:])
-        (OUT/f"{run}@{arch}.json").write_text(json.dumps(res, indent=2))
+        tune = OUT.parent/'quality_tuning'
+        if a.set: tune.mkdir(exist_ok=True); (tune/f"{run}@{arch}_{hashlib.md5(a.set.encode()).hexdigest()[:6]}.json").write_text(json.dumps(res, indent=2))
+        else: (OUT/f"{run}@{arch}.json").write_text(json.dumps(res, indent=2))
         print({k: res[k] for k in ('run', 'arch', 'accuracy', 'covid_sensitivity', 'train_seconds')}, flush=True)
-    report(weights)
+    if not a.set: report(weights)
 
 if __name__ == '__main__': main()

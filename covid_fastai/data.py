@@ -68,7 +68,7 @@ def _layout_df(fnames, labels, patients=None, splits=None):
                              patient=list(patients) if patients is not None else [None]*n,
                              split=list(splits) if splits is not None else ['']*n))
 
-# %% ../nbs/01_data.ipynb #ee209aec
+# %% ../nbs/01_data.ipynb #9207b7d9
 _SPLIT_DIRS = dict(train=('train',), valid=('valid', 'val', 'validation'), test=('test',))
 
 def _subdirs(path): return sorted(d for d in Path(path).iterdir() if d.is_dir() and not d.name.startswith(('.', '_')))
@@ -90,7 +90,7 @@ def _check_dir(path):
     if not path.is_dir(): raise NotADirectoryError(f"Expected a folder with one sub-folder per class, got a file: {path}")
     return path
 
-# %% ../nbs/01_data.ipynb #a9846a93
+# %% ../nbs/01_data.ipynb #b038eaee
 NIH_PATIENT_RE = r'^(\d+)_\d+'  # NIH ChestX-ray14 file names: 00001280_004.png is patient 00001280
 
 def patient_from_name(fnames, # File paths
@@ -103,7 +103,7 @@ def patient_from_name(fnames, # File paths
         return None if m is None else (m.group(1) if m.groups() else m.group(0))
     return [_f(f) for f in fnames]
 
-# %% ../nbs/01_data.ipynb #7f352e37
+# %% ../nbs/01_data.ipynb #1098aaa9
 def folder_layout(path, # Data folder: one sub-folder per class, or train/, valid/ (and optional test/) each with class sub-folders
                   patient_re:str|None=None, # Regex that reads the patient id from a file name, e.g. `NIH_PATIENT_RE`
                  ) -> Layout:
@@ -132,7 +132,7 @@ def folder_layout(path, # Data folder: one sub-folder per class, or train/, vali
     pats = patient_from_name(fnames, patient_re) if patient_re else None
     return Layout(path, _layout_df(fnames, labels, pats, splits))
 
-# %% ../nbs/01_data.ipynb #7caafef0
+# %% ../nbs/01_data.ipynb #01daafcd
 BINARY_INFECTED = {'COVID-19': 'Infected', 'Pneumonia': 'Infected', 'No_findings': 'Normal'}
 BINARY_COVID = {'Pneumonia': 'Not_COVID', 'No_findings': 'Not_COVID'}
 
@@ -149,7 +149,7 @@ def map_labels(lay:Layout, # Layout to relabel (left unchanged)
     df['label'] = df.label.map(_map)
     return Layout(lay.path, df[df.label.notna()].reset_index(drop=True), lay.multi_label, lay.label_delim)
 
-# %% ../nbs/01_data.ipynb #da8d812d
+# %% ../nbs/01_data.ipynb #55f6bd95
 def _read_table(df, path):
     if isinstance(df, pd.DataFrame): return df.copy(), Path(path) if path is not None else Path('.')
     fn = Path(df).expanduser()
@@ -161,7 +161,7 @@ def _need_cols(df, cols, what):
     if miss: raise KeyError(f"{what} has no column {', '.join(map(repr, miss))}; its columns are {list(df.columns)}. "
                             f"Name the right ones with fn_col=, label_col=, patient_col=")
 
-# %% ../nbs/01_data.ipynb #85d65e9f
+# %% ../nbs/01_data.ipynb #0a5deb61
 def table_layout(df:pd.DataFrame|str|Path, # A DataFrame, or a CSV file
                  path:str|Path|None=None, # Folder the file paths are relative to; the CSV's folder by default
                  fn_col:str='path', # Column of image file paths
@@ -195,7 +195,7 @@ def table_layout(df:pd.DataFrame|str|Path, # A DataFrame, or a CSV file
                                             f"e.g. {[str(m) for m in missing[:3]]}")
     return lay
 
-# %% ../nbs/01_data.ipynb #5fb5dcb7
+# %% ../nbs/01_data.ipynb #43fd05d6
 def chestxray_3class(finding:str, # A `finding` of covid-chestxray-dataset, e.g. 'Pneumonia/Viral/COVID-19'
                     ) -> str|None:
     "Map a covid-chestxray-dataset finding to COVID-19, No_findings or Pneumonia (`None` for unknown)"
@@ -205,7 +205,7 @@ def chestxray_3class(finding:str, # A `finding` of covid-chestxray-dataset, e.g.
     if f.lower() in ('todo', 'unknown', '', 'nan'): return None
     return 'Pneumonia'
 
-# %% ../nbs/01_data.ipynb #412af1ce
+# %% ../nbs/01_data.ipynb #18e739db
 def covid_chestxray_layout(path, # Folder of the covid-chestxray-dataset (with metadata.csv and images/)
                            views:tuple|None=('PA', 'AP', 'AP Supine', 'AP semi erect', 'AP erect'), # Views to keep; `None`: all
                            modality:str|None='X-ray', # Modality to keep ('X-ray' or 'CT'); `None`: all
@@ -218,7 +218,7 @@ def covid_chestxray_layout(path, # Folder of the covid-chestxray-dataset (with m
     return table_layout(path/'metadata.csv', path=path/images, fn_col='filename', label_col='finding', patient_col='patientid',
                         filters=filters, label_fn=label_fn, label_delim='')
 
-# %% ../nbs/01_data.ipynb #a68d1209
+# %% ../nbs/01_data.ipynb #200604f9
 def _split_idx(idx, labels, groups, pct, method, seed):
     "Indices (within `idx`) picked for a held-out part of about `pct`"
     if pct <= 0: return np.array([], dtype=int)
@@ -240,7 +240,7 @@ def _split_idx(idx, labels, groups, pct, method, seed):
         _, vi = train_test_split(idx, test_size=pct, random_state=seed)
     return np.asarray(vi)
 
-# %% ../nbs/01_data.ipynb #050afbff
+# %% ../nbs/01_data.ipynb #4410ef64
 def split_layout(lay:Layout, # Layout to split (left unchanged)
                  method:str='auto', # 'auto', 'patient', 'stratified' or 'random'
                  valid_pct:float=0.2, # Fraction for the validation set
@@ -267,7 +267,7 @@ def split_layout(lay:Layout, # Layout to split (left unchanged)
     df = lay.df.copy(); df['split'] = split
     return Layout(lay.path, df, lay.multi_label, lay.label_delim)
 
-# %% ../nbs/01_data.ipynb #8ad4fcdd
+# %% ../nbs/01_data.ipynb #0e1ff677
 def patient_overlap(lay:Layout, # A split layout with patients
                    ) -> dict:
     "Patients that have images in more than one split, with their splits (empty when the split is clean)"
@@ -275,7 +275,7 @@ def patient_overlap(lay:Layout, # A split layout with patients
     s = lay.df.groupby('patient').split.unique()
     return {p: sorted(v) for p, v in s.items() if len(v) > 1}
 
-# %% ../nbs/01_data.ipynb #c7921957
+# %% ../nbs/01_data.ipynb #3b8da20a
 def xray_tfms(size:int=224, # Output size of the augmented images
               max_rotate:float=10., # Maximum rotation in degrees
               flip:bool=True, # Random horizontal flips
@@ -300,7 +300,7 @@ def aug_preset(name:str='xray', # One of `AUG_PRESETS`
     if AUG_PRESETS[name] is None: return [Normalize.from_stats(*stats)] if stats is not None else []
     return xray_tfms(size, stats=stats, **AUG_PRESETS[name])
 
-# %% ../nbs/01_data.ipynb #537b277d
+# %% ../nbs/01_data.ipynb #808c3ae4
 def class_weights(labels, # Training labels
                   vocab:list|None=None, # Class order; sorted labels by default
                  ) -> Tensor:
@@ -311,7 +311,7 @@ def class_weights(labels, # Training labels
     if (c == 0).any(): raise ValueError(f"Classes with no training images: {[v for v, n in zip(vocab, c) if n == 0]}")
     return tensor(c.sum() / (len(c) * c)).float()
 
-# %% ../nbs/01_data.ipynb #a13f67ea
+# %% ../nbs/01_data.ipynb #bceef74a
 def small_set_bs(bs:int, # Requested batch size
                  n_train:int, # Number of training images
                  min_steps:int=8, # Steps per epoch to aim for
@@ -320,14 +320,14 @@ def small_set_bs(bs:int, # Requested batch size
     "`bs`, lowered so that an epoch of `n_train` images has at least `min_steps` steps, but not below `min_bs` (nor above `n_train`)"
     return max(1, min(bs, max(min_bs, n_train // min_steps), n_train))
 
-# %% ../nbs/01_data.ipynb #e03cca03
+# %% ../nbs/01_data.ipynb #491e016d
 def as_layout(src, # A folder path or a `Layout`
               patient_re:str|None=None, # For a folder: regex reading the patient id from file names
              ) -> Layout:
     "`src` as a `Layout`"
     return src if isinstance(src, Layout) else folder_layout(src, patient_re=patient_re)
 
-# %% ../nbs/01_data.ipynb #6c88c077
+# %% ../nbs/01_data.ipynb #09c96623
 @delegates(Datasets.dataloaders)
 def covid_dls(src, # Data folder (one sub-folder per class, or train/, valid/ and optional test/), or a `Layout`
               size:int=224, # Images are resized (squished) to `size` x `size`
@@ -378,7 +378,7 @@ def covid_dls(src, # Data folder (one sub-folder per class, or train/, valid/ an
     dls.layout = lay
     return dls
 
-# %% ../nbs/01_data.ipynb #78329ede
+# %% ../nbs/01_data.ipynb #295b4956
 def cached_layout(lay:Layout, # Layout whose files are under `lay.path`
                   cache:str|Path, # Cache folder, outside `lay.path`
                   size:int=256, # Longest side of the copies
@@ -393,7 +393,7 @@ def cached_layout(lay:Layout, # Layout whose files are under `lay.path`
     df = lay.df.assign(fname=res.dest.values)[ok].reset_index(drop=True)
     return Layout(Path(cache), df, lay.multi_label, lay.label_delim)
 
-# %% ../nbs/01_data.ipynb #3de8ae86
+# %% ../nbs/01_data.ipynb #e42e8dd0
 def _listed(files, n=20): return '\n  '.join(map(str, files[:n])) + (f"\n  ... and {len(files)-n} more" if len(files) > n else '')
 
 def _unreadable_error(bad, path):

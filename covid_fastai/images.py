@@ -36,7 +36,7 @@ def XrayBlock(window:str|tuple|None=None, # DICOM window for CT: a name in `DICO
     return TransformBlock(type_tfms=partial(XrayImage.create, window=window) if window is not None else XrayImage.create,
                           batch_tfms=IntToFloatTensor)
 
-# %% ../nbs/00_images.ipynb #28cfc96f
+# %% ../nbs/00_images.ipynb #3b0dcb4b
 XRAY_EXTENSIONS = set(image_extensions) | DICOM_EXTENSIONS
 
 def get_xray_files(path, # Folder to search
@@ -46,7 +46,7 @@ def get_xray_files(path, # Folder to search
     "Image and DICOM files under `path`, sorted"
     return get_files(path, extensions=XRAY_EXTENSIONS, recurse=recurse, folders=folders)
 
-# %% ../nbs/00_images.ipynb #fc0fc716
+# %% ../nbs/00_images.ipynb #4b153da2
 def inspect_image(fn, # Image or DICOM file
                  ) -> dict:
     "Whether `fn` decodes, with its size, mode, MD5 and perceptual hash (or the error)"
@@ -79,7 +79,7 @@ def inspect_images(fns, # Image files
     cols = ['fname', 'ok', 'error', 'width', 'height', 'mode', 'md5', 'phash']
     return pd.DataFrame(list(rows), columns=cols)
 
-# %% ../nbs/00_images.ipynb #212130e4
+# %% ../nbs/00_images.ipynb #d266da51
 def near_duplicates(hashes, # Perceptual hashes as integers (`None` for unreadable images)
                     max_dist:int=2, # Largest Hamming distance (of 64 bits) counted as a duplicate
                     chunk:int=1024, # Rows compared at a time
@@ -105,7 +105,7 @@ def cross_split_duplicates(df:pd.DataFrame, # Columns fname, split and phash
             for i, j, d in near_duplicates(df.phash.tolist(), max_dist) if df.split.iloc[i] != df.split.iloc[j]]
     return pd.DataFrame(rows, columns=['a', 'split_a', 'b', 'split_b', 'distance'])
 
-# %% ../nbs/00_images.ipynb #620e50ab
+# %% ../nbs/00_images.ipynb #4e2f515f
 def find_unreadable(fns, # Image files to check
                     n_workers:int=defaults.cpus, # Threads used to read them
                     progress:bool=True, # Show a progress bar
@@ -114,7 +114,7 @@ def find_unreadable(fns, # Image files to check
     info = inspect_images(fns, n_workers=n_workers, progress=progress)
     return L(info.fname[~info.ok].tolist())
 
-# %% ../nbs/00_images.ipynb #71da6b84
+# %% ../nbs/00_images.ipynb #37d2389e
 def make_synthetic_xrays(dest, # Folder to create the class folders in
                          n_per_class:int=10, # Images per class
                          classes:tuple=('covid', 'normal'), # Class folder names: the first gets the most bright discs, the last none

@@ -40,7 +40,7 @@ def to_rgb(im:Image.Image, # A PIL image of any mode
     if im.mode in _HIGH_DEPTH: im = Image.fromarray(scale_to_uint8(np.asarray(im)), 'L')
     return im.convert('RGB')
 
-# %% ../nbs/00_imread.ipynb #def60d01
+# %% ../nbs/00_imread.ipynb #a9d83b32
 DICOM_WINDOWS = dict(lungs=(1500, -600), mediastinum=(350, 50), abdomen_soft=(400, 50), liver=(150, 30),
                      spine_soft=(250, 50), spine_bone=(1800, 400), brain=(80, 40), subdural=(254, 100),
                      stroke=(8, 32), brain_bone=(2800, 600), brain_soft=(375, 40))  # (width, level) in Hounsfield units
@@ -59,7 +59,7 @@ def is_dicom(fn, # Path or binary file object
         pos = fn.tell(); head = fn.read(132); fn.seek(pos)
     return head[128:132] == b'DICM'
 
-# %% ../nbs/00_imread.ipynb #02465152
+# %% ../nbs/00_imread.ipynb #a23aeca1
 def read_dicom(fn, # Path or binary file object of a DICOM file
                window:str|tuple|None=None, # Name in `DICOM_WINDOWS` or (width, level); `None`: the file's own VOI LUT, else min-max
               ) -> Image.Image:
@@ -90,7 +90,7 @@ def read_dicom(fn, # Path or binary file object of a DICOM file
     if photo == 'MONOCHROME1': a = 255 - a
     return Image.fromarray(a, 'L')
 
-# %% ../nbs/00_imread.ipynb #0e6b3d5d
+# %% ../nbs/00_imread.ipynb #f1deffff
 def write_dicom(a:np.ndarray, # 2D array of `uint8` or `uint16` pixel values
                 fn:str|Path, # File to write
                 photometric:str='MONOCHROME2', # 'MONOCHROME2' (0 is black) or 'MONOCHROME1' (0 is white)
@@ -122,7 +122,7 @@ def write_dicom(a:np.ndarray, # 2D array of `uint8` or `uint16` pixel values
     ds.save_as(fn, enforce_file_format=True)
     return Path(fn)
 
-# %% ../nbs/00_imread.ipynb #3921943b
+# %% ../nbs/00_imread.ipynb #4f850ec1
 def load_xray(fn, # Path or binary file object of an image (any format Pillow reads, or DICOM)
               window:str|tuple|None=None, # DICOM window: a name in `DICOM_WINDOWS` or (width, level)
              ) -> Image.Image:

@@ -135,7 +135,7 @@ class Predictor:
         "Same as `load_model`"
         return load_model(path, allow_pickle=allow_pickle, threads=threads)
 
-# %% ../nbs/10_inference.ipynb #8985d529
+# %% ../nbs/10_inference.ipynb #71782277
 def learner_meta(learn, # A trained `Learner` from `covid_learner` or `train_covid_learner`
                 ) -> dict:
     "What rebuilds and runs `learn`'s model: arch, classes, input size, normalization, temperature, head"
@@ -173,7 +173,7 @@ def save_covid_model(learn, # A trained `Learner` from `covid_learner` or `train
     (out/'model.json').write_text(json.dumps(d, indent=2))
     return out
 
-# %% ../nbs/10_inference.ipynb #7f3caefb
+# %% ../nbs/10_inference.ipynb #10e24eb1
 _PICKLE_SUFFIXES = {'.pkl', '.pickle', '.pth', '.pt', '.bin'}
 
 def _is_pickle(p:Path) -> bool:
@@ -248,7 +248,7 @@ def load_model(path:str|Path, # Safe model folder, its `model.json`/`model.safet
         return Predictor.from_learner(learn)
     raise ModelFileError(f"{p} is not a model file: expected a folder with model.json + model.safetensors, or an .onnx file")
 
-# %% ../nbs/10_inference.ipynb #6bf13c4d
+# %% ../nbs/10_inference.ipynb #db9a05ff
 def export_onnx(src, # A `Predictor` with a PyTorch model, a `Learner`, or a saved model path
                 fn:str|Path, # ONNX file to write
                 opset:int=17, # ONNX opset

@@ -44,7 +44,7 @@ def covid_metrics(multi_label:bool=False, # Metrics for multi-label targets (sig
         return [partial(accuracy_multi, thresh=thresh), F1ScoreMulti(thresh=thresh, average='macro')] + per_class_f1_multi(vocab or [], thresh)
     return [accuracy, F1Score(average='macro')]
 
-# %% ../nbs/05_learner.ipynb #4091aeb2
+# %% ../nbs/05_learner.ipynb #570296cc
 class FocalLoss(Module):
     "Focal loss (Lin et al. 2017): `alpha_t * (1 - p_t)**gamma * CE`"
     def __init__(self, gamma:float=2., weight:Tensor|None=None, reduction:str='mean'): store_attr()
@@ -62,7 +62,7 @@ class FocalLossFlat(BaseLoss):
     def decodes(self, x): return x.argmax(dim=self.axis)
     def activation(self, x): return F.softmax(x, dim=self.axis)
 
-# %% ../nbs/05_learner.ipynb #31c45a28
+# %% ../nbs/05_learner.ipynb #a42fcade
 LOSSES = ('ce', 'label_smoothing', 'focal', 'weighted_ce', 'bce')
 
 def _alpha(alpha, n):
@@ -95,7 +95,7 @@ def covid_loss(name:str, # One of `LOSSES`
     lay = dls.layout
     return CrossEntropyLossFlat(weight=class_weights(lay.labels_of(lay.df.split == 'train'), list(dls.vocab)))
 
-# %% ../nbs/05_learner.ipynb #bed585ea
+# %% ../nbs/05_learner.ipynb #392976c1
 OPTIMIZERS = ('adam', 'sgd')
 SCHEDULES = ('one_cycle', 'flat', 'flat_cos')
 
@@ -122,7 +122,7 @@ def fit_schedule(learn:Learner, # Learner to train
     if schedule == 'flat_cos': return learn.fit_flat_cos(epochs, lr, **kwargs)
     raise ValueError(f"Unknown schedule {schedule!r}; valid names: {', '.join(SCHEDULES)}")
 
-# %% ../nbs/05_learner.ipynb #0d6b0cf5
+# %% ../nbs/05_learner.ipynb #a5722ec3
 def _check_norm(dls, stats):
     "Add `Normalize` with `stats` to `dls` unless it has one; warn when its statistics differ from `stats`"
     norm = first(t for t in dls.after_batch.fs if isinstance(t, Normalize))
@@ -135,7 +135,7 @@ def on_gpu(dls:DataLoaders) -> bool:
     "Whether `dls` puts its batches on a CUDA device"
     return dls.device is not None and torch.device(dls.device).type == 'cuda'
 
-# %% ../nbs/05_learner.ipynb #236c2c9f
+# %% ../nbs/05_learner.ipynb #4e98baf2
 def _plain(b): return tuple(o.as_subclass(Tensor) if isinstance(o, TensorBase) else o for o in b)
 
 class PlainTensors(Callback):
@@ -146,7 +146,7 @@ class PlainTensors(Callback):
         self.learn.xb, self.learn.yb = _plain(self.xb), _plain(self.yb)
     def after_loss(self): self.learn.xb, self.learn.yb = self._typed
 
-# %% ../nbs/05_learner.ipynb #4138824e
+# %% ../nbs/05_learner.ipynb #f8c6febb
 @delegates(Learner.__init__)
 def covid_learner(dls:DataLoaders, # Classification `DataLoaders`, e.g. from `covid_dls`
                   arch:str|ArchSpec='mobilenet', # Name in `ARCHS`
@@ -183,7 +183,7 @@ def covid_learner(dls:DataLoaders, # Classification `DataLoaders`, e.g. from `co
     if ifnone(channels_last, gpu): learn.to_channelslast()
     return learn
 
-# %% ../nbs/05_learner.ipynb #718bbbe8
+# %% ../nbs/05_learner.ipynb #969019aa
 class EpochLogger(Callback):
     "Keep every epoch of every `fit` (numbered as stages) in `df`, and append each to the CSV file `fname` if given"
     order = Recorder.order + 1
@@ -208,7 +208,7 @@ class EpochLogger(Callback):
         "Every epoch so far, one row each"
         return pd.DataFrame(self.rows)
 
-# %% ../nbs/05_learner.ipynb #530047e4
+# %% ../nbs/05_learner.ipynb #5b779734
 def _comp(monitor): return np.less if 'loss' in monitor else np.greater
 
 def covid_callbacks(save_best:str|None=None, # Metric to keep the best epoch by (e.g. 'f1_score', 'valid_loss'); `None`: keep the last
@@ -223,7 +223,7 @@ def covid_callbacks(save_best:str|None=None, # Metric to keep the best epoch by 
     if early_stop: cbs.append(EarlyStoppingCallback(monitor=monitor, comp=_comp(monitor), patience=early_stop))
     return cbs
 
-# %% ../nbs/05_learner.ipynb #d899ca90
+# %% ../nbs/05_learner.ipynb #34538b15
 def find_lr(learn:Learner, # Learner in the state it will be trained in
             fname:str|Path|None=None, # PNG file for the plot
             num_it:int=100, # Number of mini-batches tried

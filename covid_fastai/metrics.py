@@ -71,7 +71,7 @@ def _stats(Y, P, S, multi_label):
                 weighted_precision=float((prec * w).sum()), weighted_recall=float((rec * w).sum()), weighted_f1=float((f1 * w).sum()),
                 macro_auc=float(np.nanmean(auc)) if not np.isnan(auc).all() else np.nan)
 
-# %% ../nbs/11_metrics.ipynb #12b61276
+# %% ../nbs/11_metrics.ipynb #8f3b23cb
 def bootstrap_ci(fn, # Function of the resampled arrays returning a float or a 1D array (NaN where undefined)
                  *arrays, # Arrays with the same first dimension (resampled together, by row)
                  n_boot:int=1000, # Number of resamples
@@ -90,7 +90,7 @@ def bootstrap_ci(fn, # Function of the resampled arrays returning a float or a 1
             lo_hi = np.nanpercentile(vals, q, axis=0).T
     return lo_hi[0] if lo_hi.shape[0] == 1 else lo_hi
 
-# %% ../nbs/11_metrics.ipynb #8f37b67c
+# %% ../nbs/11_metrics.ipynb #2d14ea78
 def classification_metrics(y, # True labels: class indices `(n,)`, or a 0/1 matrix `(n, n_classes)` for multi-label
                            probs:np.ndarray, # Predicted probabilities `(n, n_classes)`
                            classes:list, # Class names
@@ -134,7 +134,7 @@ def classification_metrics(y, # True labels: class indices `(n,)`, or a 0/1 matr
                          specificity={c: row(3 + 2*k + j) for j, c in enumerate(classes)})
     return out
 
-# %% ../nbs/11_metrics.ipynb #88494dba
+# %% ../nbs/11_metrics.ipynb #262c9848
 def roc_curves(y, # True labels (class indices, or a 0/1 matrix for multi-label)
                probs:np.ndarray, # Predicted probabilities `(n, n_classes)`
                classes:list, # Class names

