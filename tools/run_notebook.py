@@ -9,7 +9,7 @@ The notebook is cleaned with `nbdev-clean` afterwards.
 """
 import os, re, subprocess, sys, time
 from pathlib import Path
-from execnb.nbio import read_nb, write_nb
+from fastcore.nbio import read_nb, write_nb
 from execnb.shell import CaptureShell
 
 _NO_EVAL = re.compile(r'^\s*#\|\s*eval:\s*false\s*$', re.M)
