@@ -167,7 +167,12 @@ def report(weights=None):
                '2 cores, so they are upper bounds.', '']
     if weights:
         md += ['## Backbones and their ImageNet weights on this machine', '', '| arch | weights |', '|---|---|']
-        md += [f"| {a} | {'available' if w is True else 'not available: ' + w.replace('|', '/')} |" for a, w in weights.items()]
+        def why(w):
+            if 'urlopen error' in w or 'Name or service not known' in w: return 'not available: the download from download.pytorch.org failed (no network)'
+            return 'not available: ' + w.replace('|', '/')
+        md += [f"| {a} | {'available' if w is True else why(w)} |" for a, w in weights.items()]
+        md += ['', 'Only `efficientnet_lite0` could be trained from ImageNet weights here; the `run@arch` form of `--runs` trains any other '
+               'backbone on a machine that has its weights (online, or with the file in torch\'s cache).']
     (OUT.parent/'quality.md').write_text('\n'.join(md) + '\n')
     (OUT.parent/'quality.json').write_text(json.dumps(dict(reference=REFERENCE, defaults=d, runs=rows, weights=weights), indent=2))
     plot(rows)

@@ -3,11 +3,12 @@
 
 Every code cell runs, those flagged `slow` included, from the notebook's own folder (as in Jupyter), except cells marked
 `#| eval: false` (installs and downloads meant for Colab). Stops at the first error and leaves the notebook unchanged then.
-The notebook is cleaned with `nbdev-clean` afterwards.
+Images over 60 kB are stored as JPEG at most 720 px wide, so notebooks stay small. The notebook is cleaned with `nbdev-clean`
+afterwards.
 
     python tools/run_notebook.py nbs/tutorials/tiny_set.ipynb [more.ipynb ...]
 """
-import os, re, subprocess, sys, time
+import base64, io, os, re, subprocess, sys, time
 from pathlib import Path
 from fastcore.nbio import read_nb, write_nb
 from execnb.shell import CaptureShell
@@ -18,18 +19,38 @@ def skip(cell) -> bool:
     "Markdown cells, and code cells marked `#| eval: false`"
     return cell.cell_type != 'code' or bool(_NO_EVAL.search(''.join(cell.source)))
 
+def shrink(nb, max_bytes=60_000, width=720, quality=80):
+    "Replace large PNG outputs by JPEGs at most `width` px wide"
+    from PIL import Image
+    for cell in nb.cells:
+        for o in cell.get('outputs', []):
+            png = o.get('data', {}).get('image/png')
+            if not png or len(png) < max_bytes: continue
+            im = Image.open(io.BytesIO(base64.b64decode(''.join(png) if isinstance(png, list) else png)))
+            if im.width > width: im = im.resize((width, round(im.height * width / im.width)), Image.Resampling.LANCZOS)
+            if im.mode in ('RGBA', 'LA', 'P'):
+                bg = Image.new('RGB', im.size, 'white'); bg.paste(im.convert('RGBA'), mask=im.convert('RGBA').split()[-1]); im = bg
+            buf = io.BytesIO(); im.convert('RGB').save(buf, 'JPEG', quality=quality, optimize=True)
+            del o['data']['image/png']
+            o['data']['image/jpeg'] = base64.b64encode(buf.getvalue()).decode()
+            o.setdefault('metadata', {}).pop('image/png', None)
+    return nb
+
 def run(fn:Path):
     fn = Path(fn).resolve()
     nb, cwd, t0 = read_nb(fn), os.getcwd(), time.perf_counter()
     os.chdir(fn.parent)
     try:
         sh = CaptureShell()
-        sh.run_all(nb, exc_stop=True, preproc=skip, verbose=True)
+        sh.run_all(nb, exc_stop=True, preproc=skip)
     finally: os.chdir(cwd)
-    write_nb(nb, fn)
+    write_nb(shrink(nb), fn)
     subprocess.run(['nbdev-clean', '--fname', str(fn)], check=True)
     print(f"{fn.name}: ran in {time.perf_counter() - t0:.0f} s, outputs saved", flush=True)
 
 if __name__ == '__main__':
     if len(sys.argv) < 2: sys.exit(__doc__)
-    for f in sys.argv[1:]: run(f)
+    if sys.argv[1] == '--shrink':  # only shrink the images of already-run notebooks
+        for f in sys.argv[2:]: write_nb(shrink(read_nb(f)), f); subprocess.run(['nbdev-clean', '--fname', f], check=True)
+    else:
+        for f in sys.argv[1:]: run(f)
