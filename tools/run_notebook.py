@@ -19,10 +19,28 @@ def skip(cell) -> bool:
     "Markdown cells, and code cells marked `#| eval: false`"
     return cell.cell_type != 'code' or bool(_NO_EVAL.search(''.join(cell.source)))
 
+_BAR = re.compile(r'[█\s]*(?:[^|\n\r]{0,40}:\s*)?\|[█\-]*\|\s*[\d.]+%\s*\[[^\]\n]*\][ \t]*')
+
+def drop_bars(cell):
+    "Remove fastprogress bars (which print as text outside Jupyter) from the cell's stream outputs"
+    outs = []
+    for o in cell.get('outputs', []):
+        if o.get('output_type') == 'stream':
+            text = _BAR.sub('', ''.join(o['text']) if isinstance(o['text'], list) else o['text']).replace('\r', '')
+            if 'train_loss' in text:  # fastai's epoch table printed as text: one line per epoch
+                text = re.sub(r'Epoch \d+/\d+ :', '', text).replace('█', '')
+                text = re.sub(r'(\d\d:\d\d)[ \t]*', r'\1\n', re.sub(r'\btime\b[ \t]*', 'time\n', text))
+            text = '\n'.join(l.strip() if 'train_loss' in text else l.rstrip() for l in text.split('\n') if l.strip(' █')).strip('\n')
+            if not text: continue
+            o['text'] = text + '\n'
+        outs.append(o)
+    cell['outputs'] = outs
+
 def shrink(nb, max_bytes=60_000, width=720, quality=80):
-    "Replace large PNG outputs by JPEGs at most `width` px wide"
+    "Drop progress bars; replace large PNG outputs by JPEGs at most `width` px wide"
     from PIL import Image
     for cell in nb.cells:
+        if cell.cell_type == 'code': drop_bars(cell)
         for o in cell.get('outputs', []):
             png = o.get('data', {}).get('image/png')
             if not png or len(png) < max_bytes: continue
