@@ -82,17 +82,24 @@ def one(arch, files, labels, a):
     dl = torch.utils.data.DataLoader(DS(), batch_size=a.bs, shuffle=True, num_workers=a.workers, drop_last=True,
                                      pin_memory=dev == 'cuda')
     res['plain_data'] = round(_steady(_timed_iter(dl, a.batches), a.skip), 1)
+    # The plain loop and the model step use the numeric format the library chose: channels-last, and float16 autocast on a
+    # GPU or bfloat16 autocast on a CPU with AMX units (for backbones that gain from it), as `covid_learner` sets them
+    from fastai.callback.fp16 import MixedPrecision
+    from fastai.callback.channelslast import ChannelsLast
+    amp = [cb.amp_mode.value for cb in learn.cbs if isinstance(cb, MixedPrecision)]
+    amp_dtype = {'fp16': torch.float16, 'bf16': torch.bfloat16}[amp[0]] if amp else None
+    chl = any(isinstance(cb, ChannelsLast) for cb in learn.cbs)
+    res.update(precision=amp[0] if amp else 'fp32', channels_last=chl)
     model = create_covid_model(arch, n_out=len(classes), pretrained=False).to(dev)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     lossf = nn.CrossEntropyLoss()
-    use_amp = dev == 'cuda'
-    if use_amp: model = model.to(memory_format=torch.channels_last)
-    scaler = torch.amp.GradScaler(enabled=use_amp)
+    if chl: model = model.to(memory_format=torch.channels_last)
+    scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
     def step(b):
         x, y = b[0].to(dev, non_blocking=True), b[1].to(dev, non_blocking=True)
-        if use_amp: x = x.to(memory_format=torch.channels_last)
-        with torch.autocast(dev, enabled=use_amp):
-            loss = lossf(model(x), y)
+        if chl: x = x.to(memory_format=torch.channels_last)
+        with torch.autocast(dev, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = lossf(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
     model.train()
@@ -156,15 +163,16 @@ def main():
     env = dict(python=platform.python_version(), device=dev, data=a.data, n_images=len(files))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS/f'speed{tag}.json').write_text(json.dumps(dict(env=env, rows=rows), indent=2))
-    hdr = ['arch', 'library img/s', 'plain loop img/s', 'library / plain', 'library data img/s', 'plain data img/s',
+    hdr = ['arch', 'precision', 'library img/s', 'plain loop img/s', 'library / plain', 'library data img/s', 'plain data img/s',
            'model step img/s (ceiling)', 'library / ceiling', 'peak RSS MB'] + (['peak GPU MB'] if tag else [])
     md = [f"# Training throughput on {dev}", '',
           f"Batch {a.bs}, {a.size} px, {a.workers} DataLoader workers, real JPEGs from {Path(a.data).name}; steady state over batches "
           f"{a.skip + 1}-{a.batches}, median of {a.rounds} rounds in which the library, the plain loop and the model step take turns. "
-          f"Random init, all layers trained, Adam.", '',
+          f"Random init, all layers trained, Adam. All three use the numeric format `covid_learner` picks on this device "
+          f"(precision column; channels-last memory format: {', '.join(sorted({str(r['channels_last']) for r in rows}))}).", '',
           '| ' + ' | '.join(hdr) + ' |', '|' + '---|' * len(hdr)]
     for r in rows:
-        md.append(f"| {r['arch']} | {r['library']} | {r['plain']} | {r['library_vs_plain']} | {r['library_data']} | {r['plain_data']} | "
+        md.append(f"| {r['arch']} | {r['precision']} | {r['library']} | {r['plain']} | {r['library_vs_plain']} | {r['library_data']} | {r['plain_data']} | "
                   f"{r['model_step']} | {r['library_vs_ceiling']} | {r['peak_rss_mb']:.0f} |" + (f" {r['peak_gpu_mb']:.0f} |" if tag else ''))
     md += ['', '## Where the time goes', '',
            '- **Tensor subclasses (fixed).** fastai\'s batches are `TensorImage`/`TensorCategory`; passed through a model, every '

@@ -15,8 +15,8 @@ from .images import *
 # %% auto #0
 __all__ = ['NIH_PATIENT_RE', 'BINARY_INFECTED', 'BINARY_COVID', 'AUG_PRESETS', 'Layout', 'patient_from_name', 'folder_layout',
            'map_labels', 'table_layout', 'chestxray_3class', 'covid_chestxray_layout', 'split_layout',
-           'patient_overlap', 'xray_tfms', 'aug_preset', 'class_weights', 'small_set_bs', 'as_layout', 'covid_dls',
-           'cached_layout']
+           'patient_overlap', 'xray_tfms', 'aug_preset', 'class_weights', 'small_set_bs', 'as_layout',
+           'WorkerBatchTfms', 'WorkerTfmdDL', 'WorkerWeightedDL', 'covid_dls', 'cached_layout']
 
 # %% ../nbs/01_data.ipynb #a2a8eb8f
 @dataclass
@@ -327,6 +327,24 @@ def as_layout(src, # A folder path or a `Layout`
     "`src` as a `Layout`"
     return src if isinstance(src, Layout) else folder_layout(src, patient_re=patient_re)
 
+# %% ../nbs/01_data.ipynb #50bf7e34
+class WorkerBatchTfms:
+    "Mixin for a `TfmdDL`: run the batch transforms in the worker processes when the batches stay on the CPU"
+    def _tfms_in_workers(self): return self.fake_l.num_workers > 0 and (self.device is None or torch.device(self.device).type == 'cpu')
+    def do_batch(self, b):
+        b = super().do_batch(b)
+        tfms = getattr(self, '_worker_tfms', None)
+        return tfms(b) if tfms is not None and torch.utils.data.get_worker_info() is not None else b
+    def __iter__(self):
+        if not self._tfms_in_workers(): yield from super().__iter__(); return
+        tfms = self.after_batch
+        self.after_batch, self._worker_tfms = Pipeline([], split_idx=tfms.split_idx), tfms  # the workers get a copy of both
+        try: yield from super().__iter__()
+        finally: self.after_batch, self._worker_tfms = tfms, None
+
+class WorkerTfmdDL(WorkerBatchTfms, TfmdDL): "A `TfmdDL` whose batch transforms run in its workers on a CPU"
+class WorkerWeightedDL(WorkerBatchTfms, WeightedDL): "A `WeightedDL` whose batch transforms run in its workers on a CPU"
+
 # %% ../nbs/01_data.ipynb #09c96623
 @delegates(Datasets.dataloaders)
 def covid_dls(src, # Data folder (one sub-folder per class, or train/, valid/ and optional test/), or a `Layout`
@@ -364,7 +382,7 @@ def covid_dls(src, # Data folder (one sub-folder per class, or train/, valid/ an
     else: batch_tfms = list(aug) + ([Normalize.from_stats(*stats)] if stats is not None else [])
     yblock = MultiCategoryBlock(vocab=lay.vocab) if lay.multi_label else CategoryBlock(vocab=lay.vocab)
     get_y = ColReader('label', label_delim=lay.label_delim) if lay.multi_label else ColReader('label')
-    dblock = DataBlock(blocks=(XrayBlock(window), yblock), get_x=ColReader('fname'), get_y=get_y,
+    dblock = DataBlock(blocks=(XrayBlock(window, draft=size), yblock), get_x=ColReader('fname'), get_y=get_y,
                        splitter=ColSplitter('is_valid'), item_tfms=Resize(size, method=ResizeMethod.Squish), batch_tfms=batch_tfms)
     dsets = dblock.datasets(df)
     kw = dict(bs=small_set_bs(bs, n_trn), after_item=dblock.item_tfms, after_batch=dblock.batch_tfms, **kwargs)
@@ -372,8 +390,8 @@ def covid_dls(src, # Data folder (one sub-folder per class, or train/, valid/ an
         if lay.multi_label: raise ValueError("Weighted sampling needs one label per image; use a weighted loss for multi-label data")
         w = class_weights(trn_labels, lay.vocab)
         wgts = [float(w[lay.vocab.index(l)]) for l in trn_labels]
-        dls = dsets.weighted_dataloaders(wgts, **kw)
-    elif sampling is None: dls = dsets.dataloaders(**kw)
+        dls = dsets.dataloaders(dl_type=WorkerWeightedDL, dl_kwargs=({'wgts': wgts}, {}), **kw)
+    elif sampling is None: dls = dsets.dataloaders(**{'dl_type': WorkerTfmdDL, **kw})
     else: raise ValueError(f"Unknown sampling {sampling!r}; use None or 'weighted'")
     dls.layout = lay
     return dls

@@ -22,18 +22,20 @@ __all__ = ['XRAY_EXTENSIONS', 'XrayImage', 'XrayBlock', 'get_xray_files', 'inspe
 class XrayImage(PILImage):
     "A `PILImage` opened with `load_xray`: any format (DICOM included), bit depth or colour mode becomes 8-bit RGB"
     @classmethod
-    def create(cls, fn, window=None, **kwargs):
-        "Open `fn` (path, bytes, file object, array, tensor or PIL image) as 8-bit RGB"
+    def create(cls, fn, window=None, draft=None, **kwargs):
+        "Open `fn` (path, bytes, file object, array, tensor or PIL image) as 8-bit RGB (a JPEG decoded at reduced scale with `draft`)"
         if isinstance(fn, bytes): fn = io.BytesIO(fn)
-        if isinstance(fn, (str, Path, io.IOBase)): return cls(load_xray(fn, window=window))
+        if isinstance(fn, (str, Path, io.IOBase)): return cls(load_xray(fn, window=window, draft=draft))
         if not isinstance(fn, Image.Image): fn = PILImage.create(fn)
         return cls(to_rgb(fn))
 
 # %% ../nbs/00_images.ipynb #556f19a3
 def XrayBlock(window:str|tuple|None=None, # DICOM window for CT: a name in `DICOM_WINDOWS` or (width, level)
+              draft:int|None=None, # Decode JPEGs at the smallest scale that keeps both sides >= `draft` (the training size)
              ) -> TransformBlock:
     "An `ImageBlock` that reads with `XrayImage` (any format, DICOM included), with an optional DICOM window"
-    return TransformBlock(type_tfms=partial(XrayImage.create, window=window) if window is not None else XrayImage.create,
+    kw = {k: v for k, v in dict(window=window, draft=draft).items() if v is not None}
+    return TransformBlock(type_tfms=partial(XrayImage.create, **kw) if kw else XrayImage.create,
                           batch_tfms=IntToFloatTensor)
 
 # %% ../nbs/00_images.ipynb #3b0dcb4b

@@ -125,11 +125,13 @@ def write_dicom(a:np.ndarray, # 2D array of `uint8` or `uint16` pixel values
 # %% ../nbs/00_imread.ipynb #4f850ec1
 def load_xray(fn, # Path or binary file object of an image (any format Pillow reads, or DICOM)
               window:str|tuple|None=None, # DICOM window: a name in `DICOM_WINDOWS` or (width, level)
+              draft:int|None=None, # JPEG: decode at the smallest scale (1/2, 1/4, 1/8) that keeps both sides >= `draft` pixels
              ) -> Image.Image:
     "Open `fn` as an 8-bit RGB PIL image; raise `ImageReadError` naming the file if it cannot be read"
     try:
         if is_dicom(fn): return to_rgb(read_dicom(fn, window=window))
         with Image.open(fn) as im:
+            if draft and im.format == 'JPEG': im.draft(None, (draft, draft))
             im.load()
             return to_rgb(im)
     except (OSError, SyntaxError, ValueError, KeyError, AttributeError, TypeError, Image.DecompressionBombError) as e:

@@ -21,10 +21,10 @@ __all__ = ['DISCLAIMER', 'preprocess', 'probs_from_logits', 'ModelFileError', 'P
 DISCLAIMER = "Research and teaching use only: not a medical device; no prediction here is a diagnosis."
 
 # %% ../nbs/10_inference.ipynb #14299a99
-def _as_pil(x, window=None) -> Image.Image:
+def _as_pil(x, window=None, draft=None) -> Image.Image:
     if isinstance(x, Image.Image): return to_rgb(x)
     if isinstance(x, (bytes, bytearray)): x = io.BytesIO(x)
-    return load_xray(x, window=window)
+    return load_xray(x, window=window, draft=draft)
 
 def preprocess(imgs, # Image files, bytes, file objects or PIL images
                size:int=224, # Images are squished to `size` x `size`
@@ -36,7 +36,7 @@ def preprocess(imgs, # Image files, bytes, file objects or PIL images
     mean, std = np.asarray(mean, np.float32).reshape(1, 1, 3), np.asarray(std, np.float32).reshape(1, 1, 3)
     out = np.empty((len(imgs), 3, size, size), np.float32)
     for i, x in enumerate(imgs):
-        a = np.asarray(_as_pil(x, window).resize((size, size), Image.BILINEAR), np.float32) / 255.
+        a = np.asarray(_as_pil(x, window, draft=size).resize((size, size), Image.BILINEAR), np.float32) / 255.
         out[i] = ((a - mean) / std).transpose(2, 0, 1)
     return out
 

@@ -14,8 +14,8 @@ from .models import *
 
 # %% auto #0
 __all__ = ['LOSSES', 'OPTIMIZERS', 'SCHEDULES', 'NamedAccumMetric', 'per_class_f1_multi', 'covid_metrics', 'FocalLoss',
-           'FocalLossFlat', 'covid_loss', 'covid_opt', 'fit_schedule', 'on_gpu', 'PlainTensors', 'covid_learner',
-           'EpochLogger', 'covid_callbacks', 'find_lr']
+           'FocalLossFlat', 'covid_loss', 'covid_opt', 'fit_schedule', 'on_gpu', 'cpu_has_amx', 'PlainTensors',
+           'DeviceMixedPrecision', 'covid_learner', 'EpochLogger', 'covid_callbacks', 'find_lr']
 
 # %% ../nbs/05_learner.ipynb #4274e292
 class NamedAccumMetric(AccumMetric):
@@ -135,6 +135,12 @@ def on_gpu(dls:DataLoaders) -> bool:
     "Whether `dls` puts its batches on a CUDA device"
     return dls.device is not None and torch.device(dls.device).type == 'cuda'
 
+def cpu_has_amx() -> bool:
+    "Whether this CPU has Intel AMX matrix units, on which bfloat16 autocast makes training several times faster"
+    f = getattr(torch.cpu, '_is_amx_tile_supported', None)
+    try: return bool(f and f())
+    except Exception: return False
+
 # %% ../nbs/05_learner.ipynb #4e98baf2
 def _plain(b): return tuple(o.as_subclass(Tensor) if isinstance(o, TensorBase) else o for o in b)
 
@@ -145,6 +151,15 @@ class PlainTensors(Callback):
         self._typed = self.learn.xb, self.learn.yb
         self.learn.xb, self.learn.yb = _plain(self.xb), _plain(self.yb)
     def after_loss(self): self.learn.xb, self.learn.yb = self._typed
+
+class DeviceMixedPrecision(MixedPrecision):
+    "fastai's `MixedPrecision` on the device of the batches: float16 or bfloat16 on a GPU, bfloat16 on a CPU"
+    def before_fit(self):
+        super().before_fit()
+        dev = torch.device(ifnone(self.dls.device, default_device())).type
+        if dev == 'cuda': return
+        if self.amp_mode != AMPMode.BF16: raise ValueError(f"float16 mixed precision needs a GPU; on the {dev} use bfloat16 (bf16=True)")
+        self.autocast = torch.autocast(dev, dtype=torch.bfloat16)
 
 # %% ../nbs/05_learner.ipynb #f8c6febb
 @delegates(Learner.__init__)
@@ -159,8 +174,9 @@ def covid_learner(dls:DataLoaders, # Classification `DataLoaders`, e.g. from `co
                   mom:float=0.9, # Momentum of SGD
                   head_sizes:list|None=None, # Hidden sizes of a plain head, e.g. [190]; `None`: fastai's head
                   head_dropout:float=0.5, # Dropout of the plain head
-                  fp16:bool|None=None, # Mixed precision; `None`: on when training on a GPU
-                  channels_last:bool|None=None, # Channels-last memory format; `None`: on when training on a GPU
+                  fp16:bool|None=None, # float16 mixed precision; `None`: on when training on a GPU
+                  bf16:bool|None=None, # bfloat16 mixed precision; `None`: on a CPU with AMX units, for an `arch` that gains from it
+                  channels_last:bool|None=None, # Channels-last memory format; `None`: on (faster on GPUs and on CPUs)
                   **kwargs
                  ) -> Learner:
     "A transfer-learning `Learner` on `dls` with the pretrained body of `arch` and a new head"
@@ -179,8 +195,12 @@ def covid_learner(dls:DataLoaders, # Classification `DataLoaders`, e.g. from `co
     learn.add_cb(PlainTensors())
     if pretrained or weights is not None: learn.freeze()
     gpu = on_gpu(dls)
-    if ifnone(fp16, gpu): learn.to_fp16()
-    if ifnone(channels_last, gpu): learn.to_channelslast()
+    if fp16 and bf16: raise ValueError("Choose one of fp16 and bf16")
+    fp16 = ifnone(fp16, gpu and not bf16)
+    if fp16 and not gpu: raise ValueError("float16 mixed precision needs a GPU; on a CPU use bf16=True (fast on CPUs with AMX units)")
+    if fp16: learn.add_cb(DeviceMixedPrecision(AMPMode.FP16))
+    elif ifnone(bf16, not gpu and spec.cpu_bf16 and cpu_has_amx()): learn.add_cb(DeviceMixedPrecision(AMPMode.BF16))
+    if ifnone(channels_last, True): learn.to_channelslast(use_amp=False)
     return learn
 
 # %% ../nbs/05_learner.ipynb #969019aa

@@ -29,6 +29,7 @@ class ArchSpec:
     weights: str = 'DEFAULT'    # torchvision weights name to download (`DEFAULT` is the best available)
     local_weights: Callable|None = None  # Returns the path of weights shipped in a package (no download)
     desc: str = ''              # One line for the docs
+    cpu_bf16: bool = True       # bfloat16 autocast speeds its training up on a CPU with AMX units (`bench/cpu_precision.py`)
 
     def create(self) -> nn.Module:
         "The full ImageNet model with random weights"
@@ -71,7 +72,7 @@ for _a in [
     ArchSpec('densenet201', 'torchvision', 'densenet201', _densenet_body, desc='DenseNet-201'),
     ArchSpec('efficientnet_b0', 'torchvision', 'efficientnet_b0', _features_body, desc='EfficientNet-B0'),
     ArchSpec('efficientnet_lite0', 'timm', 'tf_efficientnet_lite0', _timm_effnet_body, stats=_eff_stats,
-             local_weights=_lite0_file, desc='EfficientNet-Lite0, ImageNet weights shipped with a package (works offline)'),
+             local_weights=_lite0_file, cpu_bf16=False, desc='EfficientNet-Lite0, ImageNet weights shipped with a package (works offline)'),
 ]: register_arch(_a)
 
 # %% ../nbs/04_models.ipynb #bb2078a0

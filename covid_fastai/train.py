@@ -47,7 +47,9 @@ def train_covid_learner(path, # Data folder (one sub-folder per class, or train/
                         head_dropout:float=0.5, # Dropout of the plain head
                         save_best:str|None=None, # Keep the epoch with the best value of this metric (e.g. 'f1_score')
                         early_stop:int|None=None, # Stop a stage after this many epochs without a lower validation loss
-                        fp16:bool|None=None, # Mixed precision; `None`: on when training on a GPU
+                        fp16:bool|None=None, # float16 mixed precision; `None`: on when training on a GPU
+                        bf16:bool|None=None, # bfloat16 mixed precision; `None`: on a CPU with AMX units, for an `arch` that gains from it
+                        channels_last:bool|None=None, # Channels-last memory format; `None`: on
                         cbs:list|None=None, # Extra callbacks for training
                         history:str|Path|None=None, # CSV file to append every epoch to (see `EpochLogger`)
                         model_dir:str|Path='models', # Where fastai saves models (relative to the current folder)
@@ -60,7 +62,8 @@ def train_covid_learner(path, # Data folder (one sub-folder per class, or train/
     dls = covid_dls(path, size=size, bs=bs, seed=seed, stats=spec.stats, **kwargs)
     if class_weighted: loss = 'weighted_ce'
     learn = covid_learner(dls, spec, pretrained=pretrained, weights=weights, loss=loss, loss_kwargs=loss_kwargs, opt=opt, mom=mom,
-                          head_sizes=head_sizes, head_dropout=head_dropout, fp16=fp16, model_dir=model_dir,
+                          head_sizes=head_sizes, head_dropout=head_dropout, fp16=fp16, bf16=bf16,
+                          channels_last=channels_last, model_dir=model_dir,
                           cbs=covid_callbacks(save_best=save_best, early_stop=early_stop, history=history))
     if not (pretrained or weights is not None):
         recipe, epochs = 'full', (freeze_epochs + epochs if isinstance(epochs, int) else epochs)

@@ -18,6 +18,9 @@ SECTIONS = [  # (results stem, heading, plot or None, what it is)
     ('speed', 'Training speed on the CPU', 'speed.png',
      '`bench/speed.py`: images per second of the library\'s `Learner` against a hand-written PyTorch loop with the same model, '
      'images, augmentation, batch size, optimizer and workers, and where the time goes.'),
+    ('cpu_precision', 'Numeric formats on the CPU', None,
+     '`bench/cpu_precision.py`: a training step in float32 or bfloat16 autocast, NCHW or channels-last, per backbone: what '
+     '`covid_learner`\'s defaults on a CPU rest on.'),
     ('speed_gpu', 'Training speed on a GPU', 'speed_gpu.png', '`bench/speed.py` on a lent GPU (mixed precision, channels-last).'),
     ('latency', 'Inference latency', None, '`bench/latency.py`: one image at a time, PyTorch against ONNX Runtime.'),
     ('data_loading', 'Data loading from a large corpus', None, '`bench/data_loading.py`: training-loader throughput from the originals and from the 256 px cache.'),
