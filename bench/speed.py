@@ -180,12 +180,21 @@ def main():
            '(mobilenet, 224 px, batch 32, same process, interleaved): 4.6-5.5 s per training step with a `TensorImage` input against '
            '2.9-4.2 s with a plain tensor. `covid_learner` now adds the `PlainTensors` callback, which hands the model and the loss '
            'plain views and puts the typed batch back for metrics, `get_preds(with_input=True)` and `show_results`.',
-           '- **Batch augmentation on the main process.** fastai runs its batch transforms (affine rotate/zoom/flip, lighting, '
-           'normalize) in the main process after collation: about 0.12-0.18 s per batch of 32 on this CPU, against a step of about 3 s. '
-           'On a GPU they run on the GPU. The plain loop rotates per image in its workers instead.',
-           '- **Workers share the cores.** With 2 cores, 2 DataLoader workers decoding JPEGs take CPU time from the 2 compute threads; '
-           'the library\'s loader costs more per image than the plain one (the data-only columns), so it steals a little more. '
-           'A 256 px cache (`cache=`) makes decoding about 3x cheaper for large originals (`data_loading.md`).',
+           '- **Numeric format (fixed).** On this CPU (Intel AMX units) a bfloat16 training step is 1.7-2.9x faster than a float32 one for '
+           'most backbones, and channels-last memory format adds to it (`cpu_precision.md`). `covid_learner` now trains in channels-last '
+           'by default and in bfloat16 autocast on CPUs with AMX units (`ArchSpec.cpu_bf16`; `efficientnet_lite0` gains nothing from '
+           'bfloat16 and stays in float32). fastai\'s `MixedPrecision` autocasts on CUDA only; `DeviceMixedPrecision` autocasts on the '
+           'device of the batches. The plain loop and the ceiling use the same format, so the ratios compare like with like.',
+           '- **Batch augmentation on the main process (fixed).** fastai runs its batch transforms (affine rotate/zoom/flip, lighting, '
+           'normalize) in the main process after collation: about 2 ms per image on one core of this CPU, which the training step waited for. '
+           'On a GPU they run on the GPU. `covid_dls` now uses `WorkerTfmdDL`, which runs them in the DataLoader workers when the batches '
+           'stay on the CPU, as the plain loop does with its per-image torchvision transforms.',
+           '- **JPEG decoding and resizing (fixed).** Reading a 512 px JPEG and resizing it to 224 px cost about 1.1 + 1.9 ms per image. The '
+           'DataLoaders now decode JPEGs at reduced scale (`load_xray(draft=size)`, Pillow\'s DCT scaling: 256 px for a 224 px model), '
+           'which makes both steps cheaper; `preprocess` does the same, so inference sees the same pixels.',
+           '- **Workers share the cores.** With 2 cores, 2 DataLoader workers take CPU time from the 2 compute threads; the faster the '
+           'model step (bfloat16 `resnet18`: about 50 images/s), the larger the share of the data pipeline. A 256 px cache (`cache=`) '
+           'makes decoding about 3x cheaper for large originals (`data_loading.md`).',
            '- **Noise.** This is a shared virtual machine: the same step varies by +-20% from minute to minute, which is why the three '
            'measurements take turns and the medians of the rounds are reported.']
     (RESULTS/f'speed{tag}.md').write_text('\n'.join(md) + '\n')

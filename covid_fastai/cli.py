@@ -66,10 +66,10 @@ def covid_fastai_train(
     path:str, # Data folder (one sub-folder per class, or train/, valid/ [test/]) or CSV file (path, label[, patient, split])
     arch:str='mobilenet', # Backbone name, one of covid_fastai.models.ARCHS
     recipe:str='fine_tune', # head, last_block, last_3_blocks, full, fine_tune or progressive
-    epochs:int=9, # Epochs of each stage (fine_tune: of the unfrozen stage)
+    epochs:int=10, # Epochs of each stage (fine_tune: of the unfrozen stage)
     freeze_epochs:int=1, # fine_tune: epochs training only the new head
     lr:float=2e-3, # Base learning rate
-    size:int=224, # Image size in pixels
+    size:int=256, # Image size in pixels
     bs:int=32, # Batch size
     valid_pct:float=0.2, # Validation fraction when the data is not split
     test_pct:float=0., # Test fraction held out when the data is not split (scored in the report)
@@ -79,6 +79,7 @@ def covid_fastai_train(
     loss:str=None, # ce, label_smoothing, focal, weighted_ce or bce (default: ce, bce for multi-label)
     opt:str='adam', # adam or sgd (momentum 0.9)
     schedule:str='one_cycle', # one_cycle, flat or flat_cos
+    sampling:str='auto', # auto (class-balanced for single-label data), weighted or none
     label_map:str=None, # Relabel classes, e.g. 'COVID-19=Infected,Pneumonia=Infected'
     cache:str=None, # Folder for 256 px copies of the images to train from (made once)
     skip_unreadable:bool=False, # Leave out unreadable images instead of stopping
@@ -98,7 +99,8 @@ def covid_fastai_train(
         (outp/'history.csv').unlink(missing_ok=True)
         learn = train_covid_learner(src, arch=arch, recipe=recipe, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, size=size, bs=bs,
                                     valid_pct=valid_pct, test_pct=test_pct, seed=seed, pretrained=pretrained, weights=weights, loss=loss,
-                                    opt=opt, schedule=schedule, label_map=parse_label_map(label_map), cache=cache,
+                                    opt=opt, schedule=schedule, sampling=None if sampling == 'none' else sampling,
+                                    label_map=parse_label_map(label_map), cache=cache,
                                     skip_unreadable=skip_unreadable, history=outp/'history.csv')
         learn.stages.to_csv(outp/'stages.csv', index=False)
         if calibrate:

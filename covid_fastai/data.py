@@ -358,7 +358,7 @@ def covid_dls(src, # Data folder (one sub-folder per class, or train/, valid/ an
               patient_re:str|None=None, # For a folder: regex reading patient ids from file names, e.g. `NIH_PATIENT_RE`
               stats:tuple|None=imagenet_stats, # (mean, std) of the backbone's pretraining; `None` to skip normalization
               aug:str|list|None='xray', # Augmentation preset name (see `AUG_PRESETS`), or a list of batch transforms
-              sampling:str|None=None, # 'weighted': draw training images inversely to their class frequency
+              sampling:str|None=None, # 'weighted': draw training images inversely to their class frequency; 'auto': weighted unless multi-label
               check:bool=True, # Decode every image first; report unreadable files and near duplicates across splits
               skip_unreadable:bool=False, # Leave unreadable images out (with a warning) instead of stopping
               window:str|tuple|None=None, # DICOM window for CT: a name in `DICOM_WINDOWS` or (width, level)
@@ -386,13 +386,14 @@ def covid_dls(src, # Data folder (one sub-folder per class, or train/, valid/ an
                        splitter=ColSplitter('is_valid'), item_tfms=Resize(size, method=ResizeMethod.Squish), batch_tfms=batch_tfms)
     dsets = dblock.datasets(df)
     kw = dict(bs=small_set_bs(bs, n_trn), after_item=dblock.item_tfms, after_batch=dblock.batch_tfms, **kwargs)
+    if sampling == 'auto': sampling = None if lay.multi_label else 'weighted'
     if sampling == 'weighted':
         if lay.multi_label: raise ValueError("Weighted sampling needs one label per image; use a weighted loss for multi-label data")
         w = class_weights(trn_labels, lay.vocab)
         wgts = [float(w[lay.vocab.index(l)]) for l in trn_labels]
         dls = dsets.dataloaders(dl_type=WorkerWeightedDL, dl_kwargs=({'wgts': wgts}, {}), **kw)
     elif sampling is None: dls = dsets.dataloaders(**{'dl_type': WorkerTfmdDL, **kw})
-    else: raise ValueError(f"Unknown sampling {sampling!r}; use None or 'weighted'")
+    else: raise ValueError(f"Unknown sampling {sampling!r}; use None, 'weighted' or 'auto'")
     dls.layout = lay
     return dls
 

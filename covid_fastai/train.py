@@ -29,12 +29,13 @@ def holdout_metrics(learn:Learner, # A trained `Learner` whose `dls.layout` has 
 def train_covid_learner(path, # Data folder (one sub-folder per class, or train/, valid/ and optional test/), or a `Layout`
                         arch:str='mobilenet', # Name in `ARCHS`
                         recipe:str='fine_tune', # One of `RECIPES`: 'head', 'last_block', 'last_3_blocks', 'full', 'fine_tune', 'progressive'
-                        epochs:int|list=9, # Epochs (per stage, or a list with one per stage; for `fine_tune`, of the unfrozen stage)
+                        epochs:int|list=10, # Epochs (per stage, or a list with one per stage; for `fine_tune`, of the unfrozen stage)
                         freeze_epochs:int=1, # `fine_tune`: epochs training only the new head, body frozen
                         lr:float|list=2e-3, # Learning rate (per stage, or a list with one per stage)
-                        size:int=224, # Images are resized to `size` x `size`
+                        size:int=256, # Images are resized to `size` x `size`
                         bs:int=32, # Batch size
                         seed:int=42, # Random seed of the split, augmentation and initialization
+                        sampling:str|None='auto', # 'auto': training images drawn inversely to their class frequency (single-label data); `None`: uniformly
                         pretrained:bool=True, # Start from ImageNet weights
                         weights:str|Path|None=None, # Local ImageNet weights file instead of downloading
                         loss:str|None=None, # Loss name in `LOSSES`; `None`: 'ce' ('bce' for multi-label data)
@@ -59,7 +60,7 @@ def train_covid_learner(path, # Data folder (one sub-folder per class, or train/
     spec = get_arch(arch)
     if recipe not in RECIPES: raise ValueError(f"Unknown recipe {recipe!r}; valid names: {', '.join(RECIPES)}")
     set_seed(seed, reproducible=True)
-    dls = covid_dls(path, size=size, bs=bs, seed=seed, stats=spec.stats, **kwargs)
+    dls = covid_dls(path, size=size, bs=bs, seed=seed, sampling=sampling, stats=spec.stats, **kwargs)
     if class_weighted: loss = 'weighted_ce'
     learn = covid_learner(dls, spec, pretrained=pretrained, weights=weights, loss=loss, loss_kwargs=loss_kwargs, opt=opt, mom=mom,
                           head_sizes=head_sizes, head_dropout=head_dropout, fp16=fp16, bf16=bf16,

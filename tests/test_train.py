@@ -91,5 +91,5 @@ def test_cli_defaults_are_the_library_defaults():
     import inspect
     from covid_fastai.cli import covid_fastai_train
     lib, cli = (inspect.signature(f).parameters for f in (train_covid_learner, covid_fastai_train.__wrapped__))
-    for k in ('arch', 'recipe', 'epochs', 'freeze_epochs', 'lr', 'size', 'bs', 'seed', 'opt', 'schedule', 'loss'):
+    for k in ('arch', 'recipe', 'epochs', 'freeze_epochs', 'lr', 'size', 'bs', 'seed', 'opt', 'schedule', 'loss', 'sampling'):
         assert lib[k].default == cli[k].default, k
