@@ -46,12 +46,17 @@ def main():
     ap.add_argument('--archs', default='mobilenet,mobilenet_v3,resnet18,resnet50,vgg16,densenet121,efficientnet_b0,efficientnet_lite0')
     ap.add_argument('--bs', type=int, default=32); ap.add_argument('--size', type=int, default=224)
     ap.add_argument('--steps', type=int, default=3); ap.add_argument('--rounds', type=int, default=3)
+    ap.add_argument('--report', action='store_true', help='only rewrite the Markdown table from the JSON (with the current `cpu_bf16` flags)')
     ap.add_argument('--one', default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one: print('RESULT ' + json.dumps(one(a.one, a)), flush=True); return
     import torch
     from covid_fastai.learner import cpu_has_amx
     from covid_fastai.models import get_arch
+    if a.report:
+        d = json.loads((RESULTS/'cpu_precision.json').read_text())
+        for r in d['rows']: r['cpu_bf16'] = get_arch(r['arch']).cpu_bf16
+        return write(d['env'], d['rows'])
     rows = []
     for arch in a.archs.split(','):
         cmd = [sys.executable, __file__, '--one', arch] + [f'--{k}={getattr(a, k)}' for k in ('bs', 'size', 'steps', 'rounds')]
@@ -62,19 +67,23 @@ def main():
         rows.append(row); print(row, flush=True)
     env = dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), threads=torch.get_num_threads(), amx=cpu_has_amx(),
                torch=torch.__version__, bs=a.bs, size=a.size, steps=a.steps, rounds=a.rounds)
+    write(env, rows)
+
+def write(env, rows):
+    "bench/results/cpu_precision.{json,md}"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS/'cpu_precision.json').write_text(json.dumps(dict(env=env, rows=rows), indent=2))
     keys = [f'{d} {f}' for d, f in FORMATS]
     md = ['# Training step on the CPU: float32 or bfloat16, NCHW or channels-last', '',
-          f"images/s of forward + backward + Adam step, batch {a.bs} at {a.size} px on tensors in memory, random init; "
-          f"{os.cpu_count()} cores, {torch.get_num_threads()} threads, AMX units: {'yes' if env['amx'] else 'no'}, torch {torch.__version__}. "
-          f"Median of {a.rounds} rounds in which the four formats take turns, {a.steps} steps each after a warm-up step.", '',
+          f"images/s of forward + backward + Adam step, batch {env['bs']} at {env['size']} px on tensors in memory, random init; "
+          f"{env['cores']} cores, {env['threads']} threads, AMX units: {'yes' if env['amx'] else 'no'}, torch {env['torch']}. "
+          f"Median of {env['rounds']} rounds in which the four formats take turns, {env['steps']} steps each after a warm-up step.", '',
           '| arch | ' + ' | '.join(keys) + ' | best | best / fp32 nchw | `cpu_bf16` (library default) |', '|---|' + '---|' * (len(keys) + 3)]
     for r in rows:
         md.append(f"| {r['arch']} | " + ' | '.join(f"**{r[k]}**" if k == r['best'] else str(r[k]) for k in keys) +
                   f" | {r['best']} | {r[r['best']] / r['fp32 nchw']:.2f}x | {r['cpu_bf16']} |")
     md += ['', '`covid_learner` trains in channels-last by default, and in bfloat16 autocast on a CPU with AMX units when the backbone\'s '
-           '`ArchSpec.cpu_bf16` is set (`bf16=` overrides it). Without AMX units bfloat16 is emulated and slower, so it stays off.']
+           '`ArchSpec.cpu_bf16` is set (`bf16=` overrides it). On CPUs without AMX units it stays off: the gain was measured only on a CPU with them.']
     (RESULTS/'cpu_precision.md').write_text('\n'.join(md) + '\n')
     print('\n'.join(md))
 

@@ -63,14 +63,14 @@ def register_arch(spec:ArchSpec, # The architecture to add (replaces one of the 
 _eff_stats = ([0.5]*3, [0.5]*3)
 for _a in [
     ArchSpec('mobilenet', 'torchvision', 'mobilenet_v2', _features_body, desc='MobileNetV2 (3.5M parameters)'),
-    ArchSpec('mobilenet_v3', 'torchvision', 'mobilenet_v3_large', _features_body, desc='MobileNetV3-Large'),
+    ArchSpec('mobilenet_v3', 'torchvision', 'mobilenet_v3_large', _features_body, cpu_bf16=False, desc='MobileNetV3-Large'),
     ArchSpec('resnet18', 'torchvision', 'resnet18', _resnet_body, desc='ResNet-18'),
     ArchSpec('resnet50', 'torchvision', 'resnet50', _resnet_body, desc='ResNet-50'),
     ArchSpec('vgg16', 'torchvision', 'vgg16', _features_body, desc='VGG16 without batch norm, as in the reference projects'),
     ArchSpec('vgg16_bn', 'torchvision', 'vgg16_bn', _features_body, desc='VGG16 with batch norm'),
     ArchSpec('densenet121', 'torchvision', 'densenet121', _densenet_body, desc='DenseNet-121'),
     ArchSpec('densenet201', 'torchvision', 'densenet201', _densenet_body, desc='DenseNet-201'),
-    ArchSpec('efficientnet_b0', 'torchvision', 'efficientnet_b0', _features_body, desc='EfficientNet-B0'),
+    ArchSpec('efficientnet_b0', 'torchvision', 'efficientnet_b0', _features_body, cpu_bf16=False, desc='EfficientNet-B0'),
     ArchSpec('efficientnet_lite0', 'timm', 'tf_efficientnet_lite0', _timm_effnet_body, stats=_eff_stats,
              local_weights=_lite0_file, cpu_bf16=False, desc='EfficientNet-Lite0, ImageNet weights shipped with a package (works offline)'),
 ]: register_arch(_a)
