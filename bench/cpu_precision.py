@@ -9,9 +9,10 @@ CPU rest on: channels-last always, bfloat16 autocast where the CPU has AMX units
 
     python bench/cpu_precision.py [--archs mobilenet,resnet18,...] [--steps 3] [--rounds 3]
 """
-import argparse, json, os, platform, subprocess, sys, time
+import argparse, json, os, platform, sys, time
 from pathlib import Path
 import numpy as np
+from _child import emit, run_child
 
 RESULTS = Path(__file__).parent/'results'
 FORMATS = [('fp32', 'nchw'), ('fp32', 'channels_last'), ('bf16', 'nchw'), ('bf16', 'channels_last')]
@@ -49,7 +50,7 @@ def main():
     ap.add_argument('--report', action='store_true', help='only rewrite the Markdown table from the JSON (with the current `cpu_bf16` flags)')
     ap.add_argument('--one', default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a.one: print('RESULT ' + json.dumps(one(a.one, a)), flush=True); return
+    if a.one: return emit(one(a.one, a))
     import torch
     from covid_fastai.learner import cpu_has_amx
     from covid_fastai.models import get_arch
@@ -60,10 +61,7 @@ def main():
     rows = []
     for arch in a.archs.split(','):
         cmd = [sys.executable, __file__, '--one', arch] + [f'--{k}={getattr(a, k)}' for k in ('bs', 'size', 'steps', 'rounds')]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        line = [l for l in r.stdout.splitlines() if l.startswith('RESULT ')]
-        if not line: sys.exit(f"{arch} failed:\n{r.stderr[-3000:]}")
-        row = json.loads(line[0][7:]); row['cpu_bf16'] = get_arch(arch).cpu_bf16
+        row = run_child(cmd, arch); row['cpu_bf16'] = get_arch(arch).cpu_bf16
         rows.append(row); print(row, flush=True)
     env = dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), threads=torch.get_num_threads(), amx=cpu_has_amx(),
                torch=torch.__version__, bs=a.bs, size=a.size, steps=a.steps, rounds=a.rounds)

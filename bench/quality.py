@@ -20,12 +20,13 @@ from the runs present.
     python bench/quality.py --data ../shared/data/xray3 --runs default,binary,head,progressive
     python bench/quality.py --report
 """
-import argparse, hashlib, inspect, json, os, platform, subprocess, sys, time
+import argparse, hashlib, inspect, json, os, platform, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd
 
 here = Path(__file__).parent
 sys.path.insert(0, str(here))
+from _child import emit, run_child
 OUT = here/'results'/'quality'
 REFERENCE = dict(source='DarkCovidNet (Ozturk et al. 2020): same source images, image-level 5-fold split, trained from scratch for 100 epochs',
                  binary_accuracy=0.9808, three_class_accuracy=0.8702)
@@ -221,7 +222,7 @@ def main():
     a = ap.parse_args()
     if a.one:
         run, arch = a.one.split('@')
-        print('RESULT ' + json.dumps(one(run, arch, a.data, a.n_boot, a.cache, a.set and json.loads(a.set))), flush=True); return
+        return emit(one(run, arch, a.data, a.n_boot, a.cache, a.set and json.loads(a.set)))
     if a.report: return report()
     from covid_fastai.models import ARCHS
     wfile = OUT.parent/'quality_weights.json'
@@ -234,10 +235,7 @@ def main():
         cmd = [sys.executable, __file__, '--one', f'{run}@{arch}', '--data', a.data, '--n-boot', str(a.n_boot)] + (['--cache', a.cache] if a.cache else []) \
               + (['--set', a.set] if a.set else [])
         print('running', spec, flush=True)
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        line = [l for l in r.stdout.splitlines() if l.startswith('RESULT ')]
-        if not line: sys.exit(f"{spec} failed:\n{r.stderr[-3000:]}")
-        res = json.loads(line[0][7:])
+        res = run_child(cmd, spec)
         tune = OUT.parent/'quality_tuning'
         if a.set: tune.mkdir(exist_ok=True); (tune/f"{run}@{arch}_{hashlib.md5(a.set.encode()).hexdigest()[:6]}.json").write_text(json.dumps(res, indent=2))
         else: (OUT/f"{run}@{arch}.json").write_text(json.dumps(res, indent=2))

@@ -15,9 +15,10 @@ Also peak RSS (and peak GPU memory on a GPU). Writes bench/results/speed[_<devic
 
     python bench/speed.py --data ../shared/data/xray3 [--archs mobilenet,efficientnet_lite0,resnet18] [--bs 32] [--batches 12]
 """
-import argparse, json, os, platform, resource, subprocess, sys, tempfile, time
+import argparse, json, os, platform, resource, sys, tempfile, time
 from pathlib import Path
 import numpy as np
+from _child import emit, run_child
 
 RESULTS = Path(__file__).parent/'results'
 
@@ -149,15 +150,12 @@ def main():
     files = [str(Path(a.data)/p) for p in lab.path]
     labels = lab.label.tolist()
     if a.one:
-        print('RESULT ' + json.dumps(one(a.one, files, labels, a)), flush=True); return
+        return emit(one(a.one, files, labels, a))
     rows = []
     for arch in a.archs.split(','):
         cmd = [sys.executable, __file__, '--one', arch] + [f'--{k}={v}' for k, v in (('data', a.data), ('bs', a.bs), ('size', a.size),
                ('batches', a.batches), ('skip', a.skip), ('workers', a.workers), ('rounds', a.rounds))] + (['--cpu'] if a.cpu else [])
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        line = [l for l in r.stdout.splitlines() if l.startswith('RESULT ')]
-        if not line: sys.exit(f"{arch} failed:\n{r.stderr[-3000:]}")
-        rows.append(json.loads(line[0][7:])); print(rows[-1], flush=True)
+        rows.append(run_child(cmd, arch)); print(rows[-1], flush=True)
     dev = rows[0]['device']
     tag = '' if dev.startswith('cpu') else '_gpu'
     env = dict(python=platform.python_version(), device=dev, data=a.data, n_images=len(files))
