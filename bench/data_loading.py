@@ -4,7 +4,7 @@
 Builds a corpus like NIH ChestX-ray14 (1024 px PNGs) by upscaling the real X-rays of ../shared/data/xray3 and
 repeating them until there are at least `--n` images (the data folder itself is only read), then measures
 images/s through the training DataLoader (decode, resize, augmentation, no model) reading the originals, and
-reading a 256 px cache made by `resize_images`. Writes bench/results/data_loading.{json,md}.
+reading a 256 px cache made by `resize_xrays`. Writes bench/results/data_loading.{json,md}.
 
     python bench/data_loading.py --src ../shared/data/xray3 --work /tmp/covid-bench-data
 """
@@ -15,7 +15,7 @@ from PIL import Image
 from fastcore.parallel import parallel
 from covid_fastai.images import get_xray_files, load_xray
 from covid_fastai.data import table_layout, covid_dls, Layout, split_layout
-from covid_fastai.prep import resize_images
+from covid_fastai.prep import resize_xrays
 
 def make_corpus(src, dest, n, size):
     "Upscaled PNG copies of the images in `src`, repeated until there are `n`; resumes if partly done"
@@ -53,12 +53,12 @@ if __name__ == '__main__':
     t0 = time.perf_counter(); df = make_corpus(Path(a.src), corpus, a.n, a.orig_size); t_corpus = time.perf_counter() - t0
     lay = table_layout(df, path=corpus, patient_col=None, label_delim='')
     sizes = [f.stat().st_size for f in lay.df.fname]
-    t0 = time.perf_counter(); res = resize_images(corpus, cache, size=a.cache_size, files=lay.df.fname.tolist()); t_cache = time.perf_counter() - t0
+    t0 = time.perf_counter(); res = resize_xrays(corpus, cache, size=a.cache_size, files=lay.df.fname.tolist()); t_cache = time.perf_counter() - t0
     n_resized = int((res.result == 'done').sum())
     cached = Layout(cache, lay.df.assign(fname=res.dest.values))
     t0 = time.perf_counter(); from covid_fastai.images import inspect_images; inspect_images(cached.df.fname.tolist()); t_check = time.perf_counter() - t0
     rows = []
-    for name, l in ((f'originals ({a.orig_size} px PNG)', lay), (f'cache ({a.cache_size} px, resize_images)', cached)):
+    for name, l in ((f'originals ({a.orig_size} px PNG)', lay), (f'cache ({a.cache_size} px, resize_xrays)', cached)):
         r = throughput(l, a.size, a.bs, a.workers, a.valid_pct)
         rows.append(dict(source=name, **r)); print(rows[-1])
     out = dict(machine=dict(cpus=os.cpu_count(), platform=platform.platform(), torch=torch.__version__),
@@ -74,7 +74,7 @@ if __name__ == '__main__':
           f"{os.cpu_count()} CPU cores, torch {torch.__version__}.", '',
           '| source | images | seconds | images/s |', '|---|---|---|---|']
     md += [f"| {r['source']} | {r['images']} | {r['seconds']} | {r['images_per_s']} |" for r in rows]
-    md += ['', f"Cache speed-up: {out['speedup']}x. One-time cost of the cache: {out['one_time']['resize_images_s']} s for `resize_images` to write "
+    md += ['', f"Cache speed-up: {out['speedup']}x. One-time cost of the cache: {out['one_time']['resize_images_s']} s for `resize_xrays` to write "
            f"{n_resized} files (a re-run skips finished files); `inspect_images` over the cache (the check `covid_dls` runs before training): "
            f"{out['one_time']['check_cached_s']} s. The training loader sees {1 - a.valid_pct:.0%} of the images (the rest is validation), "
            f"less the last incomplete batch."]

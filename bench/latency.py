@@ -37,7 +37,7 @@ def main():
     a = ap.parse_args()
     import torch, onnxruntime as ort
     from covid_fastai.models import create_covid_model, get_arch
-    from covid_fastai.inference import Predictor, export_onnx, load_model, _torch_run
+    from covid_fastai.inference import Predictor, export_onnx, load_covid_model, _torch_run
 
     img = a.image
     if img is None:
@@ -61,7 +61,7 @@ def main():
         onnx_fn = export_onnx(tp, tmp/f'{arch}.onnx')
         for th in map(int, a.threads.split(',')):
             torch.set_num_threads(th)
-            op = load_model(onnx_fn, threads=th)
+            op = load_covid_model(onnx_fn, threads=th)
             for backend, pred in (('pytorch', tp), ('onnxruntime', op)):
                 single = _stats(_time(lambda: pred.run(x1), a.runs, a.warmup))
                 e2e = _stats(_time(lambda: pred.predict_proba([img]), max(a.runs // 4, 20), 5))

@@ -14,7 +14,7 @@ import pandas as pd, torch
 from covid_fastai.data import table_layout, split_layout, patient_overlap, covid_dls
 from covid_fastai.models import ARCHS
 from covid_fastai.learner import covid_learner
-from covid_fastai.recipes import STAGES, set_stage, trainable_params
+from covid_fastai.recipes import STAGES, set_stage, n_trainable
 from covid_fastai.train import train_covid_learner
 
 here = Path(__file__).parent
@@ -37,7 +37,7 @@ def param_counts(archs, dls):
     rows = []
     for a in archs:
         learn = covid_learner(dls, a, pretrained=(a == 'efficientnet_lite0'))
-        rows.append(dict(arch=a, **{s: trainable_params(set_stage(learn, s)) for s in STAGES}))
+        rows.append(dict(arch=a, **{s: n_trainable(set_stage(learn, s)) for s in STAGES}))
     return pd.DataFrame(rows)
 
 if __name__ == '__main__':
@@ -62,7 +62,7 @@ if __name__ == '__main__':
     counts = param_counts(['mobilenet', 'resnet18', 'vgg16', 'densenet121', 'efficientnet_lite0'], head.dls)
     out = dict(machine=dict(cpus=os.cpu_count(), torch=torch.__version__, device='cuda' if torch.cuda.is_available() else 'cpu'),
                data=dict(images=len(lay.df), split=lay.df.split.value_counts().to_dict(), patients_across_splits=len(patient_overlap(lay))),
-               settings=vars(a), results=res, trainable_params=counts.to_dict('records'))
+               settings=vars(a), results=res, n_trainable=counts.to_dict('records'))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out + '.json').write_text(json.dumps(out, indent=2, default=str))
     def table(st):

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 from PIL import Image
+from .registry import lookup
 
 # %% auto #0
 __all__ = ['CAM_METHODS', 'cam_layer', 'heatmaps', 'cam_overlay']
@@ -39,7 +40,7 @@ def heatmaps(model:nn.Module, # A model from `create_covid_model`
     "Grad-CAM heatmaps `(n, h, w)` in 0-1 of `model` on `x`, one per image, for the class in `targets`"
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     methods = _cam_methods()
-    if method not in methods: raise ValueError(f"Unknown CAM method {method!r}; valid names: {', '.join(methods)}")
+    lookup(method, methods, 'CAM method')
     p = next(model.parameters())
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(p.device, p.dtype)
     was_training = model.training

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json, sys, traceback
 from pathlib import Path
 from fastcore.script import call_parse, bool_arg, parse_cli
+from .config import TrainConfig, parse_label_map, _delegates_config
 
 # %% auto #0
-__all__ = ['COMMANDS', 'parse_label_map', 'covid_fastai_train', 'covid_fastai_evaluate', 'covid_fastai_predict',
-           'covid_fastai_export', 'covid_fastai_check_data', 'covid_fastai_resize', 'covid_fastai_augment',
-           'covid_fastai_serve', 'main']
+__all__ = ['COMMANDS', 'covid_fastai_train', 'covid_fastai_evaluate', 'covid_fastai_predict', 'covid_fastai_export',
+           'covid_fastai_check_data', 'covid_fastai_resize', 'covid_fastai_augment', 'covid_fastai_serve', 'main']
 
 # %% ../nbs/09_cli.ipynb #1e89299d
 def _fail(cmd:str, e:BaseException, debug:bool):
@@ -34,90 +34,50 @@ def _outside(out:Path, inputs:list, what:str='output'):
             raise ValueError(f"The {what} {o} would be written inside the input {i}: choose another path, inputs are never modified")
     return o
 
-def parse_label_map(s:str|None, # "A=B,C=D" (an empty B or "None" drops the class), or a JSON file of a dict
-                   ) -> dict|None:
-    "A label map from the command line"
-    if not s: return None
-    if s.endswith('.json'):
-        if not Path(s).exists(): raise FileNotFoundError(f"No label-map file {s}")
-        return json.loads(Path(s).read_text())
-    out = {}
-    for part in s.split(','):
-        if '=' not in part: raise ValueError(f"Bad label map {s!r}: expected 'old=new,old2=new2'")
-        k, v = (x.strip() for x in part.split('=', 1))
-        out[k] = None if v in ('', 'None') else v
-    return out
-
 # %% ../nbs/09_cli.ipynb #fed90112
 def _data_arg(path:str):
-    "A folder stays a path; a CSV file becomes a `Layout`"
+    "The data folder of `path` (a folder, or the folder of a CSV file); fails clearly when it is missing"
     p = Path(path).expanduser()
     if not p.exists(): raise FileNotFoundError(f"No such file or folder: {p}")
-    if p.is_file():
-        if p.suffix.lower() not in ('.csv', '.tsv'): raise ValueError(f"{p} is a file: expected a data folder or a CSV file")
-        import pandas as pd
-        from covid_fastai.data import table_layout
-        cols = pd.read_csv(p, nrows=0).columns
-        return table_layout(p, split_col='split' if 'split' in cols else None), p.parent
-    return p, p
+    if p.is_file() and p.suffix.lower() not in ('.csv', '.tsv'): raise ValueError(f"{p} is a file: expected a data folder or a CSV file")
+    return p.parent if p.is_file() else p
 
 @call_parse
+@_delegates_config
 def covid_fastai_train(
     path:str, # Data folder (one sub-folder per class, or train/, valid/ [test/]) or CSV file (path, label[, patient, split])
-    arch:str='mobilenet', # Backbone name, one of covid_fastai.models.ARCHS
-    recipe:str='fine_tune', # head, last_block, last_3_blocks, full, fine_tune or progressive
-    epochs:int=10, # Epochs of each stage (fine_tune: of the unfrozen stage)
-    freeze_epochs:int=1, # fine_tune: epochs training only the new head
-    lr:float=2e-3, # Base learning rate
-    size:int=256, # Image size in pixels
-    bs:int=32, # Batch size
-    valid_pct:float=0.2, # Validation fraction when the data is not split
-    test_pct:float=0., # Test fraction held out when the data is not split (scored in the report)
-    seed:int=42, # Random seed
-    pretrained:bool_arg=True, # Start from ImageNet weights
-    weights:str=None, # Local ImageNet weights file (.pth or .safetensors) instead of downloading
-    loss:str=None, # ce, label_smoothing, focal, weighted_ce or bce (default: ce, bce for multi-label)
-    opt:str='adam', # adam or sgd (momentum 0.9)
-    schedule:str='one_cycle', # one_cycle, flat or flat_cos
-    sampling:str='auto', # auto (class-balanced for single-label data), weighted or none
-    label_map:str=None, # Relabel classes, e.g. 'COVID-19=Infected,Pneumonia=Infected'
-    cache:str=None, # Folder for 256 px copies of the images to train from (made once)
-    skip_unreadable:bool=False, # Leave out unreadable images instead of stopping
-    calibrate:bool=False, # Fit a temperature on the validation set (stored in model.json)
-    report:bool_arg=True, # Write an evaluation report to OUT/report
     out:str='covid_model', # Output folder for the model, its history and report
+    calibrate:bool=False, # Fit a temperature on the validation set (stored in the model card)
+    report:bool_arg=True, # Write an evaluation report to OUT/report
     debug:bool=False, # Show the full traceback on errors
+    **kwargs
 ):
     "Train a COVID-19 / pneumonia classifier on chest images, save it safely and report on it (research use only, not for diagnosis)"
     try:
-        src, data = _data_arg(path)
+        data = _data_arg(path)
         outp = _outside(out, [data], 'output folder')
         from covid_fastai.train import train_covid_learner
         from covid_fastai.inference import save_covid_model, DISCLAIMER
-        from covid_fastai.data import Layout
         outp.mkdir(parents=True, exist_ok=True)
         (outp/'history.csv').unlink(missing_ok=True)
-        learn = train_covid_learner(src, arch=arch, recipe=recipe, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, size=size, bs=bs,
-                                    valid_pct=valid_pct, test_pct=test_pct, seed=seed, pretrained=pretrained, weights=weights, loss=loss,
-                                    opt=opt, schedule=schedule, sampling=None if sampling == 'none' else sampling,
-                                    label_map=parse_label_map(label_map), cache=cache,
-                                    skip_unreadable=skip_unreadable, history=outp/'history.csv')
+        kwargs.setdefault('history', str(outp/'history.csv'))
+        learn = train_covid_learner(Path(path).expanduser(), **kwargs)
         learn.stages.to_csv(outp/'stages.csv', index=False)
         if calibrate:
             from covid_fastai.calibration import calibrate_learner
             c = calibrate_learner(learn)
             print(f"Temperature {c['temperature']:.3f}: validation ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}")
-        save_covid_model(learn, outp, recipe=recipe, seed=seed, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr,
-                         loss=learn.loss_name, opt=opt, schedule=schedule, data=str(Path(path).expanduser().resolve()))
+        learn.card.recipe['data'] = Path(path).name
+        save_covid_model(learn, outp)
         if report:
             from covid_fastai.report import evaluate
             lay = learn.dls.layout
             on_test = bool(lay.test_items)
-            test = lay if on_test else Layout(lay.path, lay.subset('valid'), lay.multi_label, lay.label_delim)
-            evaluate(learn, test, outp/'report', title=f"{arch} on the {'test' if on_test else 'validation'} images of {Path(path).name}")
+            test = lay if on_test else lay.new(lay.subset('valid'))
+            evaluate(learn, test, outp/'report', title=f"{learn.card.arch} on the {'test' if on_test else 'validation'} images of {Path(path).name}")
     except Exception as e: _fail('train', e, debug)
-    d = json.loads((outp/'model.json').read_text())
-    print(f"Saved to {outp}: validation {d['valid_metrics']}" + (f", test {d['test_metrics']}" if d['test_metrics'] else ''))
+    m = learn.card.metrics
+    print(f"Saved to {outp}: validation {m.get('valid')}" + (f", test {m['test']}" if m.get('test') else ''))
     if report: print(f"Report: {outp/'report'/'report.html'} ({'test' if on_test else 'validation'} images)")
     print(DISCLAIMER)
 
@@ -142,9 +102,9 @@ def covid_fastai_evaluate(
         if not Path(test).expanduser().exists(): raise FileNotFoundError(f"No such test folder or file: {test}")
         tdir = Path(test).expanduser() if Path(test).is_dir() else Path(test).expanduser().parent
         outp = _outside(out, [tdir, model], 'report folder')
-        from covid_fastai.inference import load_model, DISCLAIMER
+        from covid_fastai.inference import load_covid_model, DISCLAIMER
         from covid_fastai.report import evaluate
-        pred = load_model(model, allow_pickle=allow_pickle)
+        pred = load_covid_model(model, allow_pickle=allow_pickle)
         m = evaluate(pred, test, outp, label_map=parse_label_map(label_map), cam=None if cam == 'none' else cam, n_boot=n_boot,
                      seed=seed, thresh=thresh, skip_unreadable=skip_unreadable, bs=bs)
     except Exception as e: _fail('evaluate', e, debug)
@@ -183,13 +143,13 @@ def covid_fastai_predict(
 ):
     "Predict the class of chest images with a saved model; print a table and write a CSV (research use only, not for diagnosis)"
     try:
-        from covid_fastai.inference import load_model, DISCLAIMER
+        from covid_fastai.inference import load_covid_model, DISCLAIMER
         from covid_fastai.imread import load_xray, ImageReadError
         if not images: raise ValueError("No images given: covid-fastai predict MODEL IMAGE_OR_FOLDER [...]")
         files = _image_files(images)
         outp = _outside(out, list(images) + [model], 'CSV file')
         hdir = _outside(heatmaps, list(images) + [model], 'heatmap folder') if heatmaps else None
-        pred = load_model(model, allow_pickle=allow_pickle, threads=threads)
+        pred = load_covid_model(model, allow_pickle=allow_pickle, threads=threads)
         if threads and pred.backend == 'torch':
             import torch; torch.set_num_threads(threads)
         if skip_unreadable:
@@ -232,12 +192,12 @@ def covid_fastai_export(
     "Export a saved model to ONNX (for onnxruntime) and check that it predicts the same probabilities"
     try:
         import numpy as np
-        from covid_fastai.inference import load_model, export_onnx, probs_from_logits
+        from covid_fastai.inference import load_covid_model, export_onnx, probs_from_logits
         outp = _outside(out, [model], 'ONNX file')
-        pred = load_model(model, allow_pickle=allow_pickle)
+        pred = load_covid_model(model, allow_pickle=allow_pickle)
         if pred.backend != 'torch': raise ValueError(f"{model} is already ONNX; export needs the safe model folder")
         fn = export_onnx(pred, outp, opset=opset)
-        onx = load_model(fn)
+        onx = load_covid_model(fn)
         x = np.random.default_rng(0).normal(size=(4, 3, pred.size, pred.size)).astype(np.float32)
         diff = float(np.abs(probs_from_logits(onx.run(x), pred.multi_label, pred.temperature)
                             - probs_from_logits(pred.run(x), pred.multi_label, pred.temperature)).max())
@@ -256,10 +216,11 @@ def covid_fastai_check_data(
 ):
     "Check a data set: unreadable files, class balance, small images, duplicates and near duplicates across splits"
     try:
-        src, data = _data_arg(path)
+        data = _data_arg(path)
         if save: _outside(save, [data], 'report')
         from covid_fastai.check import check_dataset
-        rep = check_dataset(src, min_size=min_size, max_dist=max_dist, save=save)
+        from covid_fastai.data import read_layout
+        rep = check_dataset(read_layout(Path(path).expanduser()), min_size=min_size, max_dist=max_dist, save=save)
     except Exception as e: _fail('check-data', e, debug)
     print(rep.summary())
     if rep.unreadable: sys.exit(3)
@@ -275,8 +236,8 @@ def covid_fastai_resize(
     try:
         if not Path(src).is_dir(): raise FileNotFoundError(f"No such folder: {src}")
         _outside(dest, [src], 'destination')
-        from covid_fastai.prep import resize_images
-        res = resize_images(src, dest, size=size)
+        from covid_fastai.prep import resize_xrays
+        res = resize_xrays(src, dest, size=size)
     except Exception as e: _fail('resize', e, debug)
     print(f"{int(res.result.isin(['done', 'skipped']).sum())} of {len(res)} images in {dest} (Lanczos, longest side {size} px)")
 

@@ -7,25 +7,36 @@ Docs: https://covid-fastai.github.io/covid-fastai/data.html.md"""
 # %% ../nbs/01_data.ipynb #9d01eb27
 from __future__ import annotations
 import re, warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fastai.vision.all import *
 from sklearn.model_selection import train_test_split, StratifiedGroupKFold, GroupShuffleSplit
 from .images import *
+from .card import LABEL_DELIM, ModelCard
+from .registry import lookup
 
 # %% auto #0
-__all__ = ['NIH_PATIENT_RE', 'BINARY_INFECTED', 'BINARY_COVID', 'AUG_PRESETS', 'Layout', 'patient_from_name', 'folder_layout',
+__all__ = ['NIH_PATIENT_RE', 'AUGMENTED_CSV', 'BINARY_INFECTED', 'BINARY_COVID', 'SPLIT_METHODS', 'AUG_PRESETS', 'SAMPLINGS',
+           'Layout', 'patient_from_name', 'names_look_grouped', 'augmented_origins', 'group_ids', 'folder_layout',
            'map_labels', 'table_layout', 'chestxray_3class', 'covid_chestxray_layout', 'split_layout',
-           'patient_overlap', 'xray_tfms', 'aug_preset', 'class_weights', 'small_set_bs', 'as_layout',
-           'WorkerBatchTfms', 'WorkerTfmdDL', 'WorkerWeightedDL', 'covid_dls', 'cached_layout']
+           'patient_overlap', 'xray_tfms', 'aug_preset', 'class_weights', 'small_set_bs', 'read_layout',
+           'WorkerBatchTfms', 'WorkerTfmdDL', 'WorkerWeightedDL', 'covid_dls', 'cached_layout', 'checked_layout',
+           'warn_split_leaks']
 
 # %% ../nbs/01_data.ipynb #a2a8eb8f
 @dataclass
 class Layout:
-    "Labelled images: one row per image with columns `fname`, `label`, `patient` and `split`"
+    "Labelled images: one row per image with columns `fname`, `label`, `patient` and `split`, and how the patients and the split were found"
     path: Path              # The folder the images are under
     df: pd.DataFrame        # fname (absolute Path), label (str; labels joined by `label_delim` if multi-label), patient (str or None), split
     multi_label: bool = False  # Whether `label` holds several labels joined by `label_delim`
-    label_delim: str = '|'  # Separator of multi-label labels
+    label_delim: str = LABEL_DELIM  # Separator of multi-label labels
+    grouping: str|None = None  # Where the patient ids come from: a column, a file-name pattern, augmented copies' originals
+    split_method: str|None = None  # How `split` was made: 'folders', 'column', 'patient', 'stratified' or 'random'
+    split_seed: int|None = None # Seed of the split
+
+    def new(self, df:pd.DataFrame, **kwargs) -> Layout:
+        "A copy of this layout with another table (and any other field changed)"
+        return replace(self, df=df.reset_index(drop=True), **kwargs)
 
     def labels_of(self, rows=None) -> list:
         "The label (or list of labels, if multi-label) of each row in `rows` (all rows by default)"
@@ -56,10 +67,17 @@ class Layout:
     @property
     def test_labels(self) -> list: return list(self.subset('test').label)
 
+    def split_summary(self) -> dict:
+        "How the layout is split: method, seed, patient grouping and the number of images (and patients) per split and class"
+        counts = {s: {c: int(sum(c in (l if self.multi_label else [l]) for l in self.labels_of(self.df.split == s))) for c in self.vocab}
+                  for s in ('train', 'valid', 'test') if (self.df.split == s).any()}
+        pats = ({s: int(self.subset(s).patient.nunique()) for s in counts} if self.has_patients else None)
+        return dict(method=self.split_method, seed=self.split_seed, grouping=self.grouping, counts=counts, patients=pats)
+
     def __repr__(self):
         counts = pd.Series([l for ls in self.labels_of() for l in (ls if self.multi_label else [ls])]).value_counts().to_dict()
         splits = self.df.split.value_counts().to_dict() if self.is_split else 'not split'
-        pats = f", {self.df.patient.nunique()} patients" if self.has_patients else ''
+        pats = f", {self.df.patient.nunique()} patients ({self.grouping})" if self.has_patients else ''
         return f"Layout({self.path}, {len(self.df)} images{pats}, classes {counts}, splits {splits})"
 
 def _layout_df(fnames, labels, patients=None, splits=None):
@@ -92,6 +110,7 @@ def _check_dir(path):
 
 # %% ../nbs/01_data.ipynb #b038eaee
 NIH_PATIENT_RE = r'^(\d+)_\d+'  # NIH ChestX-ray14 file names: 00001280_004.png is patient 00001280
+AUGMENTED_CSV = 'augmented.csv'  # Written by `augment_folder` into its output: the original each augmented copy was made from
 
 def patient_from_name(fnames, # File paths
                       patient_re:str=NIH_PATIENT_RE, # Regex whose first group (or whole match) is the patient id
@@ -103,11 +122,50 @@ def patient_from_name(fnames, # File paths
         return None if m is None else (m.group(1) if m.groups() else m.group(0))
     return [_f(f) for f in fnames]
 
+def names_look_grouped(fnames, # File paths
+                       patient_re:str=NIH_PATIENT_RE, # Pattern of patient ids in file names
+                       min_frac:float=0.5, # Fraction of names that must match
+                      ) -> bool:
+    "Whether most file names carry a patient id by `patient_re`, some of them shared by several files"
+    ids = patient_from_name(fnames, patient_re)
+    found = [i for i in ids if i is not None]
+    return len(found) >= max(2, min_frac * len(ids)) and len(set(found)) < len(found)
+
+def augmented_origins(path, # A folder written by `augment_folder`
+                     ) -> dict:
+    "`{augmented copy: its original}` (resolved paths) from the `augmented.csv` in `path`; empty when there is none"
+    fn = Path(path)/AUGMENTED_CSV
+    if not fn.exists(): return {}
+    df = pd.read_csv(fn)
+    miss = [c for c in ('path', 'original') if c not in df.columns]
+    if miss: raise KeyError(f"{fn} has no column {', '.join(map(repr, miss))}; its columns are {list(df.columns)}")
+    root = Path(path).resolve()
+    return {(root/c).resolve(): (root/o).resolve() for c, o in zip(df.path.astype(str), df.original.astype(str))}
+
+def group_ids(fnames, # Image files under `path`
+              path, # The data folder
+              patient_re:str|None='auto', # Regex reading patient ids from file names; 'auto': `NIH_PATIENT_RE` when every name matches it
+             ) -> tuple:
+    "The patient (or group) id of each file and where the ids come from; an augmented copy gets its original's id"
+    fnames = [Path(f) for f in fnames]
+    orig = augmented_origins(path)
+    base = [orig.get(f.resolve(), f) for f in fnames] if orig else fnames
+    if patient_re == 'auto':
+        patient_re = NIH_PATIENT_RE if base and all(re.search(NIH_PATIENT_RE, b.name) for b in base) else None
+    pats = patient_from_name(base, patient_re) if patient_re else [None] * len(base)
+    how = [f"file names ({patient_re})"] if patient_re and any(p is not None for p in pats) else []
+    if orig:
+        root = Path(path).resolve()
+        pats = [p if p is not None else f"original:{b.relative_to(root) if root in b.parents else b}" for p, b in zip(pats, base)]
+        how.append(f"augmented copies with their original ({AUGMENTED_CSV})")
+    if all(p is None for p in pats): return None, None
+    return pats, ' + '.join(how)
+
 # %% ../nbs/01_data.ipynb #1098aaa9
 def folder_layout(path, # Data folder: one sub-folder per class, or train/, valid/ (and optional test/) each with class sub-folders
-                  patient_re:str|None=None, # Regex that reads the patient id from a file name, e.g. `NIH_PATIENT_RE`
+                  patient_re:str|None='auto', # Regex reading the patient id from a file name; 'auto': `NIH_PATIENT_RE` if every name matches it; `None`: none
                  ) -> Layout:
-    "The labelled images under `path`, with their split if the folder is already split"
+    "The labelled images under `path`, with their split if the folder is already split, and patient ids from file names or augmentation"
     path = _check_dir(path)
     subs = {d.name.lower(): d for d in _subdirs(path)}
     pick = {k: first(subs[n] for n in names if n in subs) for k, names in _SPLIT_DIRS.items()}
@@ -129,8 +187,8 @@ def folder_layout(path, # Data folder: one sub-folder per class, or train/, vali
     fnames = [f for _, d in parts for k in d for f in d[k]]
     labels = [k for _, d in parts for k in d for _ in d[k]]
     splits = [s for s, d in parts for k in d for _ in d[k]]
-    pats = patient_from_name(fnames, patient_re) if patient_re else None
-    return Layout(path, _layout_df(fnames, labels, pats, splits))
+    pats, grouping = group_ids(fnames, path, patient_re)
+    return Layout(path, _layout_df(fnames, labels, pats, splits), grouping=grouping, split_method='folders' if parts[0][0] else None)
 
 # %% ../nbs/01_data.ipynb #01daafcd
 BINARY_INFECTED = {'COVID-19': 'Infected', 'Pneumonia': 'Infected', 'No_findings': 'Normal'}
@@ -147,7 +205,7 @@ def map_labels(lay:Layout, # Layout to relabel (left unchanged)
         return lay.label_delim.join(out) if out else None
     df = lay.df.copy()
     df['label'] = df.label.map(_map)
-    return Layout(lay.path, df[df.label.notna()].reset_index(drop=True), lay.multi_label, lay.label_delim)
+    return lay.new(df[df.label.notna()])
 
 # %% ../nbs/01_data.ipynb #55f6bd95
 def _read_table(df, path):
@@ -187,7 +245,10 @@ def table_layout(df:pd.DataFrame|str|Path, # A DataFrame, or a CSV file
     fnames = [(path/p) if not Path(p).is_absolute() else Path(p) for p in df[fn_col].astype(str)]
     pats = df[patient_col].astype(str).tolist() if patient_col else None
     splits = df[split_col].astype(str).str.lower().replace({'val': 'valid', 'validation': 'valid'}).tolist() if split_col else None
-    lay = Layout(path, _layout_df(fnames, raw.tolist(), pats, splits), multi_label=bool(label_delim), label_delim=label_delim or '|')
+    if label_delim and label_delim != LABEL_DELIM:  # one separator inside the library, whatever the table used
+        raw = raw.map(lambda l: LABEL_DELIM.join(x.strip() for x in l.split(label_delim)))
+    lay = Layout(path, _layout_df(fnames, raw.tolist(), pats, splits), multi_label=bool(label_delim),
+                 grouping=f"column {patient_col!r}" if patient_col else None, split_method='column' if split_col else None)
     if label_fn is not None: lay = map_labels(lay, label_fn)
     if check_files:
         missing = [f for f in lay.df.fname if not f.exists()]
@@ -241,20 +302,24 @@ def _split_idx(idx, labels, groups, pct, method, seed):
     return np.asarray(vi)
 
 # %% ../nbs/01_data.ipynb #4410ef64
+SPLIT_METHODS = ('auto', 'patient', 'stratified', 'random')
+
 def split_layout(lay:Layout, # Layout to split (left unchanged)
-                 method:str='auto', # 'auto', 'patient', 'stratified' or 'random'
+                 method:str='auto', # One of `SPLIT_METHODS`; 'auto': by patient when every image has a patient id, else stratified by class
                  valid_pct:float=0.2, # Fraction for the validation set
                  test_pct:float=0., # Fraction held out as a test set
                  seed:int|None=42, # Random seed
                 ) -> Layout:
     "A copy of `lay` in which every image is in 'train', 'valid' or 'test'; an already split layout is returned as it is"
-    if lay.is_split: return lay
-    if method not in ('auto', 'patient', 'stratified', 'random'):
-        raise ValueError(f"Unknown split method {method!r}; use 'auto', 'patient', 'stratified' or 'random'")
+    if lay.is_split: return lay if lay.split_method else lay.new(lay.df, split_method='given')
+    lookup(method, SPLIT_METHODS, 'split method')
     if method == 'auto': method = 'patient' if lay.has_patients else 'stratified'
     if method == 'patient' and not lay.has_patients:
         raise ValueError(f"A patient split needs a patient id for every image: {lay.df.patient.isna().sum()} have none "
                          f"(give patient_col= or patient_re=, or use method='stratified')")
+    if method != 'patient' and names_look_grouped(lay.df.fname):
+        warn(f"Splitting {lay.path} by image although its file names look like NIH patient ids ({NIH_PATIENT_RE}): images of one "
+             f"patient can land on both sides and inflate the scores. Pass patient_re=NIH_PATIENT_RE (--patient-re) to split by patient")
     labels, groups = lay.df.label.tolist(), lay.df.patient.tolist()
     if method == 'stratified' and lay.multi_label: method = 'random'
     idx = np.arange(len(lay.df))
@@ -265,7 +330,7 @@ def split_layout(lay:Layout, # Layout to split (left unchanged)
     vi = _split_idx(rest, labels, groups, valid_pct / max(1e-9, 1 - test_pct), method, seed)
     split[vi] = 'valid'
     df = lay.df.copy(); df['split'] = split
-    return Layout(lay.path, df, lay.multi_label, lay.label_delim)
+    return lay.new(df, split_method=method, split_seed=seed)
 
 # %% ../nbs/01_data.ipynb #0e1ff677
 def patient_overlap(lay:Layout, # A split layout with patients
@@ -296,20 +361,21 @@ def aug_preset(name:str='xray', # One of `AUG_PRESETS`
                stats:tuple|None=imagenet_stats, # (mean, std) to normalize with
               ) -> list:
     "The batch transforms of preset `name`, with normalization"
-    if name not in AUG_PRESETS: raise ValueError(f"Unknown augmentation preset {name!r}; valid names: {', '.join(AUG_PRESETS)}")
-    if AUG_PRESETS[name] is None: return [Normalize.from_stats(*stats)] if stats is not None else []
-    return xray_tfms(size, stats=stats, **AUG_PRESETS[name])
+    preset = lookup(name, AUG_PRESETS, 'augmentation preset')
+    if preset is None: return [Normalize.from_stats(*stats)] if stats is not None else []
+    return xray_tfms(size, stats=stats, **preset)
 
 # %% ../nbs/01_data.ipynb #808c3ae4
 def class_weights(labels, # Training labels
                   vocab:list|None=None, # Class order; sorted labels by default
                  ) -> Tensor:
-    "Per-class weights `n / (n_classes * count)` from `labels`, in `vocab` order"
-    counts = pd.Series(list(labels)).value_counts()
-    vocab = ifnone(vocab, sorted(counts.index))
-    c = np.array([counts.get(v, 0) for v in vocab], dtype=np.float64)
-    if (c == 0).any(): raise ValueError(f"Classes with no training images: {[v for v, n in zip(vocab, c) if n == 0]}")
-    return tensor(c.sum() / (len(c) * c)).float()
+    "Per-class weights `n / (n_classes * count)` from `labels`, in `vocab` order (scikit-learn's 'balanced' weights)"
+    from sklearn.utils.class_weight import compute_class_weight
+    labels = np.asarray(list(labels), dtype=object)
+    vocab = ifnone(vocab, sorted(set(labels)))
+    missing = [v for v in vocab if v not in set(labels)]
+    if missing: raise ValueError(f"Classes with no training images: {missing}")
+    return tensor(compute_class_weight('balanced', classes=np.asarray(vocab, dtype=object), y=labels)).float()
 
 # %% ../nbs/01_data.ipynb #bceef74a
 def small_set_bs(bs:int, # Requested batch size
@@ -321,11 +387,19 @@ def small_set_bs(bs:int, # Requested batch size
     return max(1, min(bs, max(min_bs, n_train // min_steps), n_train))
 
 # %% ../nbs/01_data.ipynb #491e016d
-def as_layout(src, # A folder path or a `Layout`
-              patient_re:str|None=None, # For a folder: regex reading the patient id from file names
-             ) -> Layout:
-    "`src` as a `Layout`"
-    return src if isinstance(src, Layout) else folder_layout(src, patient_re=patient_re)
+def read_layout(src, # A data folder, a CSV file or DataFrame (see `table_layout`), or a `Layout`
+                patient_re:str|None='auto', # For a folder: regex reading patient ids from file names ('auto': NIH-style names)
+                **kwargs # For a table: arguments of `table_layout` (`fn_col`, `label_col`, `patient_col`, ...)
+               ) -> Layout:
+    "The first step of the data path: `src` as a `Layout`"
+    if isinstance(src, Layout): return src
+    if isinstance(src, pd.DataFrame) or Path(src).suffix.lower() in ('.csv', '.tsv'):
+        if 'split_col' not in kwargs:  # a `split` column is used when there is one
+            cols = src.columns if isinstance(src, pd.DataFrame) else pd.read_csv(Path(src).expanduser(), nrows=0).columns
+            if 'split' in cols: kwargs['split_col'] = 'split'
+        return table_layout(src, **kwargs)
+    if kwargs: raise TypeError(f"Arguments {sorted(kwargs)} are for a table (CSV), but {src} is a folder")
+    return folder_layout(src, patient_re=patient_re)
 
 # %% ../nbs/01_data.ipynb #50bf7e34
 class WorkerBatchTfms:
@@ -337,8 +411,11 @@ class WorkerBatchTfms:
         return tfms(b) if tfms is not None and torch.utils.data.get_worker_info() is not None else b
     def __iter__(self):
         if not self._tfms_in_workers(): yield from super().__iter__(); return
-        tfms = self.after_batch
-        self.after_batch, self._worker_tfms = Pipeline([], split_idx=tfms.split_idx), tfms  # the workers get a copy of both
+        # The training and validation loaders share one `after_batch` Pipeline, whose `split_idx` fastai sets in `before_iter`.
+        # The workers get their own copy, with the split of *this* loader's dataset: random transforms run on the training set only.
+        tfms, split_idx = self.after_batch, getattr(self.dataset, 'split_idx', None)
+        wt = copy(tfms); wt.split_idx = split_idx
+        self.after_batch, self._worker_tfms = Pipeline([], split_idx=split_idx), wt
         try: yield from super().__iter__()
         finally: self.after_batch, self._worker_tfms = tfms, None
 
@@ -346,38 +423,27 @@ class WorkerTfmdDL(WorkerBatchTfms, TfmdDL): "A `TfmdDL` whose batch transforms 
 class WorkerWeightedDL(WorkerBatchTfms, WeightedDL): "A `WeightedDL` whose batch transforms run in its workers on a CPU"
 
 # %% ../nbs/01_data.ipynb #09c96623
+SAMPLINGS = ('auto', 'weighted', None)
+
 @delegates(Datasets.dataloaders)
-def covid_dls(src, # Data folder (one sub-folder per class, or train/, valid/ and optional test/), or a `Layout`
+def covid_dls(lay:Layout, # A split `Layout` (from `split_layout`, or `prepare_layout` which runs every step of the data path)
               size:int=224, # Images are resized (squished) to `size` x `size`
               bs:int=32, # Batch size; lowered on small training sets so that an epoch has at least 8 steps (but not below 8)
-              valid_pct:float=0.2, # Validation fraction when `src` is not split yet
-              test_pct:float=0., # Test fraction held out when `src` is not split yet
-              split:str='auto', # Split method when `src` is not split yet: 'auto', 'patient', 'stratified' or 'random'
-              seed:int|None=42, # Seed of the split
-              label_map:dict|Callable|None=None, # Collapse or rename classes, e.g. `BINARY_INFECTED`
-              patient_re:str|None=None, # For a folder: regex reading patient ids from file names, e.g. `NIH_PATIENT_RE`
               stats:tuple|None=imagenet_stats, # (mean, std) of the backbone's pretraining; `None` to skip normalization
               aug:str|list|None='xray', # Augmentation preset name (see `AUG_PRESETS`), or a list of batch transforms
               sampling:str|None=None, # 'weighted': draw training images inversely to their class frequency; 'auto': weighted unless multi-label
-              check:bool=True, # Decode every image first; report unreadable files and near duplicates across splits
-              skip_unreadable:bool=False, # Leave unreadable images out (with a warning) instead of stopping
               window:str|tuple|None=None, # DICOM window for CT: a name in `DICOM_WINDOWS` or (width, level)
-              cache:str|Path|None=None, # Folder for downscaled copies (`resize_images`); train from them instead of the originals
-              cache_size:int=256, # Longest side of the cached copies
               **kwargs
              ) -> DataLoaders:
-    "`DataLoaders` for labelled chest images from a folder or a `Layout`"
-    lay = as_layout(src, patient_re)
-    if label_map is not None: lay = map_labels(lay, label_map)
-    if cache is not None: lay = cached_layout(lay, cache, cache_size, skip_unreadable=skip_unreadable, window=window)
-    if check: lay = _checked(lay, skip_unreadable)
-    lay = split_layout(lay, split, valid_pct, test_pct, seed)
-    if check: _warn_leaks(lay)
+    "`DataLoaders` of the training and validation images of a split `Layout`; its test images stay in `dls.layout` for evaluation"
+    if not isinstance(lay, Layout):
+        raise TypeError(f"covid_dls builds DataLoaders from a split Layout, not from {type(lay).__name__} {lay!r}: "
+                        f"make one with prepare_layout({str(lay)!r}) (read, check, cache and split), or split_layout(folder_layout(...))")
+    if not lay.is_split: raise ValueError("The Layout is not split yet: split it first with split_layout(lay) (or use prepare_layout)")
     df = lay.df[lay.df.split != 'test'].reset_index(drop=True)
     if not (df.split == 'valid').any(): raise ValueError(f"No validation images in {lay.path}: add some, or raise valid_pct")
     df['is_valid'] = df.split == 'valid'
     trn_labels = lay.labels_of(lay.df.split == 'train')
-    n_trn = len(trn_labels)
     if isinstance(aug, str) or aug is None: batch_tfms = aug_preset(aug or 'none', size, stats)
     else: batch_tfms = list(aug) + ([Normalize.from_stats(*stats)] if stats is not None else [])
     yblock = MultiCategoryBlock(vocab=lay.vocab) if lay.multi_label else CategoryBlock(vocab=lay.vocab)
@@ -385,16 +451,20 @@ def covid_dls(src, # Data folder (one sub-folder per class, or train/, valid/ an
     dblock = DataBlock(blocks=(XrayBlock(window, draft=size), yblock), get_x=ColReader('fname'), get_y=get_y,
                        splitter=ColSplitter('is_valid'), item_tfms=Resize(size, method=ResizeMethod.Squish), batch_tfms=batch_tfms)
     dsets = dblock.datasets(df)
-    kw = dict(bs=small_set_bs(bs, n_trn), after_item=dblock.item_tfms, after_batch=dblock.batch_tfms, **kwargs)
+    kw = dict(bs=small_set_bs(bs, len(trn_labels)), after_item=dblock.item_tfms, after_batch=dblock.batch_tfms, **kwargs)
+    lookup(sampling, SAMPLINGS, 'sampling')
     if sampling == 'auto': sampling = None if lay.multi_label else 'weighted'
     if sampling == 'weighted':
         if lay.multi_label: raise ValueError("Weighted sampling needs one label per image; use a weighted loss for multi-label data")
         w = class_weights(trn_labels, lay.vocab)
         wgts = [float(w[lay.vocab.index(l)]) for l in trn_labels]
         dls = dsets.dataloaders(dl_type=WorkerWeightedDL, dl_kwargs=({'wgts': wgts}, {}), **kw)
-    elif sampling is None: dls = dsets.dataloaders(**{'dl_type': WorkerTfmdDL, **kw})
-    else: raise ValueError(f"Unknown sampling {sampling!r}; use None, 'weighted' or 'auto'")
+    else: dls = dsets.dataloaders(**{'dl_type': WorkerTfmdDL, **kw})
     dls.layout = lay
+    mean, std = (stats if stats is not None else ([0.] * 3, [1.] * 3))
+    dls.card = ModelCard(classes=[str(c) for c in dls.vocab], size=int(size), mean=[float(m) for m in np.ravel(mean)],
+                         std=[float(s) for s in np.ravel(std)], window=list(window) if isinstance(window, tuple) else window,
+                         multi_label=lay.multi_label, label_delim=lay.label_delim, split=lay.split_summary())
     return dls
 
 # %% ../nbs/01_data.ipynb #295b4956
@@ -405,12 +475,11 @@ def cached_layout(lay:Layout, # Layout whose files are under `lay.path`
                   window:str|tuple|None=None, # DICOM window
                  ) -> Layout:
     "A copy of `lay` pointing at downscaled copies of its images in `cache`, made by `resize_images` if missing"
-    from covid_fastai.prep import resize_images
-    res = resize_images(lay.path, cache, size=size, files=lay.df.fname.tolist(), window=window)
+    from covid_fastai.prep import resize_xrays
+    res = resize_xrays(lay.path, cache, size=size, files=lay.df.fname.tolist(), window=window)
     ok = res.result.isin(['done', 'skipped']).values
     if not ok.all() and not skip_unreadable: raise _unreadable_error(res.fname[~ok].tolist(), lay.path)
-    df = lay.df.assign(fname=res.dest.values)[ok].reset_index(drop=True)
-    return Layout(Path(cache), df, lay.multi_label, lay.label_delim)
+    return lay.new(lay.df.assign(fname=res.dest.values)[ok], path=Path(cache))
 
 # %% ../nbs/01_data.ipynb #e42e8dd0
 def _listed(files, n=20): return '\n  '.join(map(str, files[:n])) + (f"\n  ... and {len(files)-n} more" if len(files) > n else '')
@@ -419,19 +488,25 @@ def _unreadable_error(bad, path):
     return ImageReadError(f"{len(bad)} image file(s) under {path} cannot be read; fix or move them, "
                           f"or pass skip_unreadable=True to leave them out:\n  {_listed(bad)}")
 
-def _checked(lay, skip_unreadable):
+def checked_layout(lay:Layout, # The layout to check (left unchanged)
+                   skip_unreadable:bool=False, # Leave unreadable images out (with a warning) instead of stopping
+                  ) -> Layout:
+    "A copy of `lay` whose every image decodes, with its perceptual hash (`phash`) for `warn_split_leaks`"
     info = inspect_images(lay.df.fname.tolist())
-    lay.df = lay.df.assign(phash=info.phash.values)
+    out = lay.new(lay.df.assign(phash=info.phash.values))
     bad = info.fname[~info.ok].tolist()
-    if not bad: return lay
+    if not bad: return out
     if not skip_unreadable: raise _unreadable_error(bad, lay.path)
     warn(f"Leaving out {len(bad)} unreadable image file(s):\n  {_listed(bad)}")
-    keep = info.ok.values
-    return Layout(lay.path, lay.df[keep].reset_index(drop=True), lay.multi_label, lay.label_delim)
+    return out.new(out.df[info.ok.values])
 
-def _warn_leaks(lay, max_dist=2):
-    if 'phash' not in lay.df: return
+def warn_split_leaks(lay:Layout, # A split layout checked by `checked_layout` (it has the `phash` column)
+                     max_dist:int=2, # Largest perceptual-hash distance counted as a near duplicate
+                    ) -> pd.DataFrame:
+    "Warn about near-duplicate images in different splits (they inflate validation and test scores); return the pairs"
+    if 'phash' not in lay.df: return pd.DataFrame()
     pairs = cross_split_duplicates(lay.df, max_dist=max_dist)
-    if not len(pairs): return
+    if not len(pairs): return pairs
     shown = '\n  '.join(f"{a} ({sa}) ~ {b} ({sb})" for a, sa, b, sb in pairs[['a', 'split_a', 'b', 'split_b']].head(10).itertuples(index=False))
     warn(f"{len(pairs)} pair(s) of near-duplicate images are in different splits, which inflates validation/test scores:\n  {shown}")
+    return pairs

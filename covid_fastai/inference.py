@@ -1,4 +1,4 @@
-"""`Predictor`: class probabilities for chest images from a saved model (safetensors + JSON, or ONNX) or a `Learner`, with one preprocessing function for every path; `save_covid_model`, `load_model` and `export_onnx`.
+"""`Predictor`: class probabilities for chest images from a saved model (safetensors + JSON, or ONNX) or a `Learner`, with one preprocessing function for every path; `save_covid_model`, `load_covid_model` and `export_onnx`.
 
 Docs: https://covid-fastai.github.io/covid-fastai/inference.html.md"""
 
@@ -15,7 +15,7 @@ from .imread import load_xray, to_rgb, ImageReadError
 
 # %% auto #0
 __all__ = ['DISCLAIMER', 'preprocess', 'probs_from_logits', 'ModelFileError', 'Predictor', 'learner_meta', 'save_covid_model',
-           'load_model', 'export_onnx']
+           'load_covid_model', 'export_onnx']
 
 # %% ../nbs/10_inference.ipynb #43474698
 DISCLAIMER = "Research and teaching use only: not a medical device; no prediction here is a diagnosis."
@@ -132,8 +132,8 @@ class Predictor:
 
     @classmethod
     def from_file(cls, path, allow_pickle:bool=False, threads:int|None=None):
-        "Same as `load_model`"
-        return load_model(path, allow_pickle=allow_pickle, threads=threads)
+        "Same as `load_covid_model`"
+        return load_covid_model(path, allow_pickle=allow_pickle, threads=threads)
 
 # %% ../nbs/10_inference.ipynb #71782277
 def learner_meta(learn, # A trained `Learner` from `covid_learner` or `train_covid_learner`
@@ -223,7 +223,7 @@ def _load_onnx(p:Path, threads=None) -> Predictor:
     pred.path = p
     return pred
 
-def load_model(path:str|Path, # Safe model folder, its `model.json`/`model.safetensors`, an `.onnx` file, or a pickle
+def load_covid_model(path:str|Path, # Safe model folder, its `model.json`/`model.safetensors`, an `.onnx` file, or a pickle
                allow_pickle:bool=False, # Allow loading a fastai pickle (`learn.export()`), which can run code: only for files you trust
                threads:int|None=None, # onnxruntime: number of threads
               ) -> Predictor:
@@ -255,7 +255,7 @@ def export_onnx(src, # A `Predictor` with a PyTorch model, a `Learner`, or a sav
                ) -> Path:
     "Export a model to ONNX with its description embedded, for onnxruntime"
     import torch, onnx
-    pred = src if isinstance(src, Predictor) else load_model(src) if isinstance(src, (str, Path)) else Predictor.from_learner(src)
+    pred = src if isinstance(src, Predictor) else load_covid_model(src) if isinstance(src, (str, Path)) else Predictor.from_learner(src)
     if pred.model is None: raise ModelFileError(f"{pred} has no PyTorch model to export")
     fn = Path(fn); fn.parent.mkdir(parents=True, exist_ok=True)
     model = pred.model.eval()

@@ -6,16 +6,20 @@ Docs: https://covid-fastai.github.io/covid-fastai/learner.html.md"""
 
 # %% ../nbs/05_learner.ipynb #b9b01c93
 from __future__ import annotations
+from dataclasses import replace
 from fastai.vision.all import *
 from fastai.metrics import ActivationType
 from .images import *
 from .data import *
 from .models import *
+from .card import ModelCard
+from .registry import lookup
 
 # %% auto #0
-__all__ = ['LOSSES', 'OPTIMIZERS', 'SCHEDULES', 'NamedAccumMetric', 'per_class_f1_multi', 'covid_metrics', 'FocalLoss',
-           'FocalLossFlat', 'covid_loss', 'covid_opt', 'fit_schedule', 'on_gpu', 'cpu_has_amx', 'PlainTensors',
-           'DeviceMixedPrecision', 'covid_learner', 'EpochLogger', 'covid_callbacks', 'find_lr']
+__all__ = ['LOSSES', 'OPTIMIZERS', 'SCHEDULES', 'NamedAccumMetric', 'per_class_f1_multi', 'covid_metrics', 'BalancedFocalLoss',
+           'BalancedFocalLossFlat', 'covid_loss', 'covid_opt', 'fit_schedule', 'on_gpu', 'cpu_has_amx', 'data_card',
+           'weights_source', 'ModelCardCallback', 'PlainTensors', 'DeviceMixedPrecision', 'covid_learner',
+           'EpochLogger', 'covid_callbacks', 'find_lr']
 
 # %% ../nbs/05_learner.ipynb #4274e292
 class NamedAccumMetric(AccumMetric):
@@ -45,8 +49,8 @@ def covid_metrics(multi_label:bool=False, # Metrics for multi-label targets (sig
     return [accuracy, F1Score(average='macro')]
 
 # %% ../nbs/05_learner.ipynb #570296cc
-class FocalLoss(Module):
-    "Focal loss (Lin et al. 2017): `alpha_t * (1 - p_t)**gamma * CE`"
+class BalancedFocalLoss(Module):
+    "The α-balanced focal loss of Lin et al. (2017): `alpha_t * (1 - p_t)**gamma * CE`, p_t from the unweighted cross-entropy"
     def __init__(self, gamma:float=2., weight:Tensor|None=None, reduction:str='mean'): store_attr()
     def forward(self, inp, targ):
         ce = F.cross_entropy(inp, targ, reduction='none')
@@ -54,11 +58,11 @@ class FocalLoss(Module):
         if self.weight is not None: loss = loss * self.weight.to(inp.device)[targ]
         return loss.mean() if self.reduction == 'mean' else loss.sum() if self.reduction == 'sum' else loss
 
-class FocalLossFlat(BaseLoss):
-    "Same as `FocalLoss`, flattened, with softmax activation and argmax decoding"
+class BalancedFocalLossFlat(BaseLoss):
+    "Same as `BalancedFocalLoss`, flattened, with softmax activation and argmax decoding"
     y_int = True
     @use_kwargs_dict(keep=True, weight=None, reduction='mean')
-    def __init__(self, *args, gamma:float=2., axis:int=-1, **kwargs): super().__init__(FocalLoss, *args, gamma=gamma, axis=axis, **kwargs)
+    def __init__(self, *args, gamma:float=2., axis:int=-1, **kwargs): super().__init__(BalancedFocalLoss, *args, gamma=gamma, axis=axis, **kwargs)
     def decodes(self, x): return x.argmax(dim=self.axis)
     def activation(self, x): return F.softmax(x, dim=self.axis)
 
@@ -84,13 +88,13 @@ def covid_loss(name:str, # One of `LOSSES`
     "The loss function `name` for `dls`"
     n = len(dls.vocab)
     multi = bool(getattr(getattr(dls, 'layout', None), 'multi_label', False))
-    if name not in LOSSES: raise ValueError(f"Unknown loss {name!r}; valid names: {', '.join(LOSSES)}")
+    lookup(name, LOSSES, 'loss')
     if multi != (name == 'bce'):
         raise ValueError(f"Loss {name!r} does not fit {'multi-label' if multi else 'single-label'} data; "
                          f"use {'bce' if multi else 'ce, label_smoothing, focal or weighted_ce'}")
     if name == 'ce': return CrossEntropyLossFlat()
     if name == 'label_smoothing': return LabelSmoothingCrossEntropyFlat(eps=eps)
-    if name == 'focal': return FocalLossFlat(gamma=gamma, weight=_alpha(alpha, n))
+    if name == 'focal': return FocalLossFlat(gamma=gamma) if alpha is None else BalancedFocalLossFlat(gamma=gamma, weight=_alpha(alpha, n))
     if name == 'bce': return BCEWithLogitsLossFlat(thresh=thresh)
     lay = dls.layout
     return CrossEntropyLossFlat(weight=class_weights(lay.labels_of(lay.df.split == 'train'), list(dls.vocab)))
@@ -103,9 +107,8 @@ def covid_opt(name:str='adam', # 'adam' or 'sgd'
               mom:float=0.9, # Momentum of SGD
              ):
     "fastai optimizer function `name`"
-    if name == 'adam': return Adam
-    if name == 'sgd': return partial(SGD, mom=mom)
-    raise ValueError(f"Unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
+    lookup(name, OPTIMIZERS, 'optimizer')
+    return Adam if name == 'adam' else partial(SGD, mom=mom)
 
 @delegates(Learner.fit_one_cycle)
 def fit_schedule(learn:Learner, # Learner to train
@@ -115,12 +118,12 @@ def fit_schedule(learn:Learner, # Learner to train
                  **kwargs
                 ):
     "Train `learn` for `epochs` with the learning-rate `schedule`"
+    lookup(schedule, SCHEDULES, 'schedule')
     if epochs <= 0: return
     if schedule == 'one_cycle': return learn.fit_one_cycle(epochs, lr, **kwargs)
     kwargs = {k: v for k, v in kwargs.items() if k in ('cbs', 'wd', 'reset_opt')}
     if schedule == 'flat': return learn.fit(epochs, lr, **kwargs)
-    if schedule == 'flat_cos': return learn.fit_flat_cos(epochs, lr, **kwargs)
-    raise ValueError(f"Unknown schedule {schedule!r}; valid names: {', '.join(SCHEDULES)}")
+    return learn.fit_flat_cos(epochs, lr, **kwargs)
 
 # %% ../nbs/05_learner.ipynb #a5722ec3
 def _check_norm(dls, stats):
@@ -140,6 +143,39 @@ def cpu_has_amx() -> bool:
     f = getattr(torch.cpu, '_is_amx_tile_supported', None)
     try: return bool(f and f())
     except Exception: return False
+
+# %% ../nbs/05_learner.ipynb #faa72dc5
+def data_card(dls:DataLoaders, # DataLoaders, from `covid_dls` or any other classification `DataLoaders`
+             ) -> ModelCard:
+    "The data part of the model card of `dls`: `dls.card` from `covid_dls`, else what its transforms show"
+    if isinstance(getattr(dls, 'card', None), ModelCard): return replace(dls.card)
+    norm = first(t for t in dls.after_batch.fs if isinstance(t, Normalize))
+    rsz = first(t for t in getattr(dls, 'after_item', Pipeline([])).fs if isinstance(t, Resize))
+    lay = getattr(dls, 'layout', None)
+    return ModelCard(classes=[str(c) for c in dls.vocab], size=int(rsz.size[0]) if rsz is not None else int(dls.one_batch()[0].shape[-1]),
+                     mean=norm.mean.flatten().tolist() if norm is not None else [0.] * 3, std=norm.std.flatten().tolist() if norm is not None else [1.] * 3,
+                     multi_label=bool(getattr(lay, 'multi_label', False)))
+
+def weights_source(spec:ArchSpec, # The backbone
+                   pretrained:bool=True, # Whether it starts from ImageNet weights
+                   weights:str|Path|None=None, # A local weights file
+                  ) -> str:
+    "Where a model's starting weights come from, for its card"
+    if weights is not None: return f"ImageNet, local file {Path(weights).name}"
+    if not pretrained: return 'random initialization'
+    return f"ImageNet ({'shipped with a package' if spec.local_weights else spec.source})"
+
+class ModelCardCallback(Callback):
+    "Keeps a `Learner`'s `ModelCard` with it (`learn.card`), in training and in `learn.export()`"
+    order = -50
+    def __init__(self, card:ModelCard): self.card = card
+
+@patch(as_prop=True)
+def card(self:Learner) -> ModelCard:
+    "The model card of a `Learner` made by `covid_learner`"
+    cb = first(c for c in self.cbs if isinstance(c, ModelCardCallback))
+    if cb is None: raise AttributeError("This Learner has no model card: make it with covid_learner")
+    return cb.card
 
 # %% ../nbs/05_learner.ipynb #4e98baf2
 def _plain(b): return tuple(o.as_subclass(Tensor) if isinstance(o, TensorBase) else o for o in b)
@@ -187,12 +223,14 @@ def covid_learner(dls:DataLoaders, # Classification `DataLoaders`, e.g. from `co
     _check_norm(dls, spec.stats)
     multi = bool(getattr(getattr(dls, 'layout', None), 'multi_label', False))
     lkw = dict(loss_kwargs or {})
-    if loss is not None or 'loss_func' not in kwargs: kwargs['loss_func'] = covid_loss(ifnone(loss, 'bce' if multi else 'ce'), dls, **lkw)
+    loss = None if loss is None and 'loss_func' in kwargs else ifnone(loss, 'bce' if multi else 'ce')  # `None`: the caller's loss_func
+    if loss is not None: kwargs['loss_func'] = covid_loss(loss, dls, **lkw)
     kwargs.setdefault('metrics', covid_metrics(multi, list(dls.vocab), lkw.get('thresh', 0.5)))
     learn = Learner(dls, model, splitter=block_params, opt_func=covid_opt(opt, mom), **kwargs)
-    learn.arch, learn.loss_name, learn.opt_name = spec.name, ifnone(loss, 'bce' if multi else 'ce'), opt
-    learn.head_sizes, learn.head_dropout = head_sizes, head_dropout  # to rebuild the model from a saved file
-    learn.add_cb(PlainTensors())
+    card = replace(data_card(dls), arch=spec.name, head_sizes=head_sizes, head_dropout=head_dropout, thresh=float(lkw.get('thresh', 0.5)),
+                   loss=loss or 'custom',
+                   weights=weights_source(spec, pretrained, weights), recipe=dict(opt=opt, mom=mom if opt == 'sgd' else None))
+    learn.add_cbs([PlainTensors(), ModelCardCallback(card)])
     if pretrained or weights is not None: learn.freeze()
     gpu = on_gpu(dls)
     if fp16 and bf16: raise ValueError("Choose one of fp16 and bf16")
@@ -208,7 +246,9 @@ class EpochLogger(Callback):
     "Keep every epoch of every `fit` (numbered as stages) in `df`, and append each to the CSV file `fname` if given"
     order = Recorder.order + 1
     def __init__(self, fname:str|Path|None=None, # CSV file to append each epoch to; `None`: keep them in memory only
-                ): self.fname, self.stage, self.rows, self._new_fit, self._trained = fname and Path(fname), 0, [], False, False
+                ):
+        self.fname, self.stage, self.rows, self._new_fit, self._trained = fname and Path(fname), 0, [], False, False
+        self.stage_table = pd.DataFrame()  # one row per stage of the last `fit_recipe`
     def before_fit(self): self._new_fit = True
     def before_epoch(self): self._trained = False
     def before_train(self):
@@ -227,6 +267,12 @@ class EpochLogger(Callback):
     def df(self) -> pd.DataFrame:
         "Every epoch so far, one row each"
         return pd.DataFrame(self.rows)
+
+@patch(as_prop=True)
+def history(self:Learner) -> pd.DataFrame:
+    "Every epoch of every stage trained so far (from the `EpochLogger`; empty without one)"
+    log = first(c for c in self.cbs if isinstance(c, EpochLogger))
+    return log.df if log is not None else pd.DataFrame()
 
 # %% ../nbs/05_learner.ipynb #5b779734
 def _comp(monitor): return np.less if 'loss' in monitor else np.greater

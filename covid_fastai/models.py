@@ -6,11 +6,11 @@ Docs: https://covid-fastai.github.io/covid-fastai/models.html.md"""
 
 # %% ../nbs/04_models.ipynb #6db8a9bd
 from __future__ import annotations
-import difflib
 from dataclasses import dataclass
 from collections import OrderedDict
 from fastai.vision.all import *
 import torchvision, timm
+from .registry import lookup
 
 # %% auto #0
 __all__ = ['ARCHS', 'ArchSpec', 'register_arch', 'get_arch', 'PretrainedWeightsError', 'read_weights', 'load_weights_into',
@@ -80,10 +80,7 @@ def get_arch(arch:str|ArchSpec, # Name in `ARCHS`, or an `ArchSpec`
             ) -> ArchSpec:
     "Look up `arch` in `ARCHS`; an unknown name raises an error listing the valid ones"
     if isinstance(arch, ArchSpec): return arch
-    if arch in ARCHS: return ARCHS[arch]
-    close = difflib.get_close_matches(str(arch), list(ARCHS), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ''
-    raise ValueError(f"Unknown arch {arch!r}.{hint} Valid names: {', '.join(ARCHS)}")
+    return lookup(arch, ARCHS, 'backbone')
 
 # %% ../nbs/04_models.ipynb #a1f53aa5
 class PretrainedWeightsError(RuntimeError):

@@ -1,4 +1,4 @@
-"""Derived copies of a dataset, always in a new folder: `resize_images` makes the downscaled cache that large corpora train from, and `augment_folder` grows a tiny set with rotated and flipped copies.
+"""Derived copies of a dataset, always in a new folder: `resize_xrays` makes the downscaled cache that large corpora train from, and `augment_folder` grows a tiny set with rotated and flipped copies.
 
 Docs: https://covid-fastai.github.io/covid-fastai/prep.html.md"""
 
@@ -12,7 +12,7 @@ from PIL import Image, ImageOps
 from .images import *
 
 # %% auto #0
-__all__ = ['cache_name', 'resize_image', 'resize_images', 'augment_image', 'augment_folder']
+__all__ = ['cache_name', 'resize_xray', 'resize_xrays', 'augment_image', 'augment_folder']
 
 # %% ../nbs/02_prep.ipynb #5f6459c9
 def _check_dest(src, dest):
@@ -28,7 +28,7 @@ def cache_name(fn, # Source image file
                src, # Source folder
                dest, # Cache folder
               ) -> Path:
-    "Where `resize_images` writes the copy of `fn`"
+    "Where `resize_xrays` writes the copy of `fn`"
     rel = Path(fn).resolve().relative_to(Path(src).resolve())
     ext = rel.suffix.lower()
     return Path(dest)/rel.with_suffix(ext if ext in ('.jpg', '.jpeg') else ('.png' if ext != '.png' else rel.suffix))
@@ -37,7 +37,7 @@ def _gray_or_rgb(im):
     a = np.asarray(im)
     return im.convert('L') if (a[..., 0] == a[..., 1]).all() and (a[..., 0] == a[..., 2]).all() else im
 
-def resize_image(fn, # Source image
+def resize_xray(fn, # Source image
                  src, # Source folder
                  dest, # Cache folder
                  size:int=256, # Longest side of the copy
@@ -58,7 +58,7 @@ def resize_image(fn, # Source image
     return 'done'
 
 # %% ../nbs/02_prep.ipynb #dbf58bca
-def resize_images(src, # Folder of images (any layout; sub-folders kept)
+def resize_xrays(src, # Folder of images (any layout; sub-folders kept)
                   dest, # Cache folder to write to, outside `src`
                   size:int=256, # Longest side of the copies, in pixels
                   resample=Image.Resampling.LANCZOS, # Pillow resampling filter
@@ -70,7 +70,7 @@ def resize_images(src, # Folder of images (any layout; sub-folders kept)
     "Write a copy of every image under `src` into `dest`, longest side `size`; returns each file's outcome"
     src, dest = _check_dest(src, dest)
     files = L(files) if files is not None else get_xray_files(src)
-    res = parallel(partial(resize_image, src=src, dest=dest, size=size, resample=resample, window=window), files,
+    res = parallel(partial(resize_xray, src=src, dest=dest, size=size, resample=resample, window=window), files,
                    n_workers=n_workers, threadpool=True, progress=progress)
     df = pd.DataFrame(dict(fname=list(files), dest=[cache_name(f, src, dest) for f in files], result=list(res)))
     bad = df[~df.result.isin(['done', 'skipped'])]
@@ -105,7 +105,8 @@ def augment_folder(src, # Folder of class folders, or of train/ valid/ [test/] w
                    seed:int=42, # Random seed
                    n_workers:int=defaults.cpus, # Parallel workers
                   ) -> Path:
-    "Copy `src` to `dest` with `n_per_image` rotated/flipped copies of each (training) image"
+    "Copy `src` to `dest` with `n_per_image` rotated/flipped copies of each (training) image, and record each copy's original in `augmented.csv`"
+    from covid_fastai.data import AUGMENTED_CSV
     src, dest = _check_dest(src, dest)
     files = get_xray_files(src)
     subs = {d.name.lower() for d in src.iterdir() if d.is_dir()}
@@ -116,8 +117,14 @@ def augment_folder(src, # Folder of class folders, or of train/ valid/ [test/] w
         out = dest/rel
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(fn, out)
-        if split and rel.parts[0].lower() != 'train': return 0
-        return len(augment_image(fn, out.with_suffix(''), n_per_image, max_rotate, flip, seed=[seed, i]))
-    n = parallel(_aug, list(enumerate(files)), n_workers=n_workers, threadpool=True, progress=len(files) > 100)
-    print(f"{len(files)} images copied and {sum(n)} augmented copies written to {dest}")
+        if split and rel.parts[0].lower() != 'train': return []
+        copies = augment_image(fn, out.with_suffix(''), n_per_image, max_rotate, flip, seed=[seed, i])
+        return [(str(c.relative_to(dest)), str(rel)) for c in copies]
+    made = parallel(_aug, list(enumerate(files)), n_workers=n_workers, threadpool=True, progress=len(files) > 100)
+    rows = sorted(r for rs in made for r in rs)
+    # every split of `dest` keeps an original and its copies on one side (`folder_layout` reads this file)
+    tmp = dest/(AUGMENTED_CSV + '.part')
+    pd.DataFrame(rows, columns=['path', 'original']).to_csv(tmp, index=False)
+    tmp.replace(dest/AUGMENTED_CSV)
+    print(f"{len(files)} images copied and {len(rows)} augmented copies written to {dest} (originals listed in {AUGMENTED_CSV})")
     return dest

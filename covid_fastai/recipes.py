@@ -10,9 +10,10 @@ import time
 from fastai.vision.all import *
 from .models import *
 from .learner import *
+from .registry import lookup
 
 # %% auto #0
-__all__ = ['STAGES', 'RECIPES', 'set_stage', 'trainable_params', 'stage_summary', 'fit_recipe']
+__all__ = ['STAGES', 'RECIPES', 'set_stage', 'n_trainable', 'stage_summary', 'fit_recipe']
 
 # %% ../nbs/06_recipes.ipynb #519d18e4
 STAGES = dict(head=1, last_block=2, last_3_blocks=4, full=None)  # parameter groups that train, counted from the end
@@ -21,7 +22,7 @@ def set_stage(learn:Learner, # A Learner from `covid_learner`
               stage:str, # One of `STAGES`: 'head', 'last_block', 'last_3_blocks' or 'full'
              ) -> Learner:
     "Freeze `learn` so that only `stage` trains"
-    if stage not in STAGES: raise ValueError(f"Unknown stage {stage!r}; valid names: {', '.join(STAGES)}")
+    lookup(stage, STAGES, 'stage')
     if learn.opt is None: learn.create_opt()
     n = STAGES[stage]
     if n is None or n >= len(learn.opt.param_lists): learn.unfreeze()
@@ -30,7 +31,7 @@ def set_stage(learn:Learner, # A Learner from `covid_learner`
     return learn
 
 # %% ../nbs/06_recipes.ipynb #710bddbe
-def trainable_params(learn:Learner, # A Learner
+def n_trainable(learn:Learner, # A Learner
                     ) -> int:
     "Number of parameters that train"
     return sum(p.numel() for p in learn.model.parameters() if p.requires_grad)
@@ -69,9 +70,8 @@ def fit_recipe(learn:Learner, # A Learner from `covid_learner`
                schedule:str='one_cycle', # Learning-rate schedule of each stage, one of `SCHEDULES`
                cbs:list|None=None, # Extra callbacks
               ) -> pd.DataFrame:
-    "Train `learn` with `recipe`; return (and keep as `learn.stages`) one row of metrics per stage"
-    if recipe not in RECIPES: raise ValueError(f"Unknown recipe {recipe!r}; valid names: {', '.join(RECIPES)}")
-    stages = RECIPES[recipe]
+    "Train `learn` with `recipe`; return (and keep as `learn.stages`, and in the model card) one row of metrics per stage"
+    stages = lookup(recipe, RECIPES, 'recipe')
     if recipe == 'fine_tune':
         base = lr[0] if isinstance(lr, (list, tuple)) else lr
         eps_, lrs = [freeze_epochs, epochs[0] if isinstance(epochs, (list, tuple)) else epochs], [base, slice(base/2/lr_mult, base/2)]
@@ -79,12 +79,12 @@ def fit_recipe(learn:Learner, # A Learner from `covid_learner`
         eps_, lrs = _per_stage(epochs, len(stages), 'epochs'), _per_stage(lr, len(stages), 'lr')
         lrs = [l if s == 'head' else slice(l/lr_mult, l) for s, l in zip(stages, lrs)]
     log = first(cb for cb in learn.cbs if isinstance(cb, EpochLogger))
-    extra = L(cbs) + ([] if log else [EpochLogger()])
-    log = log or extra[-1]
+    if log is None: learn.add_cb(log := EpochLogger())
+    extra = L(cbs)
     rows = []
     for stage, n, l in zip(stages, eps_, lrs):
         set_stage(learn, stage)
-        row = dict(stage=stage, trainable=trainable_params(learn), epochs=n, lr=l.stop if isinstance(l, slice) else l)
+        row = dict(stage=stage, trainable=n_trainable(learn), epochs=n, lr=l.stop if isinstance(l, slice) else l)
         t0, before = time.perf_counter(), len(log.rows)
         if recipe == 'fine_tune':  # exactly fastai's `fine_tune`
             kw = dict(pct_start=0.99) if stage == 'head' else dict(pct_start=0.3, div=5.0)
@@ -93,6 +93,15 @@ def fit_recipe(learn:Learner, # A Learner from `covid_learner`
         last = log.rows[-1] if len(log.rows) > before else {}
         row.update({k: v for k, v in last.items() if k not in ('stage', 'epoch', 'time')}, seconds=round(time.perf_counter() - t0, 1))
         rows.append(row)
-    learn.stages = pd.DataFrame(rows)
-    learn.history = log.df
+    log.stage_table = pd.DataFrame(rows)
+    card = first(c.card for c in learn.cbs if isinstance(c, ModelCardCallback))
+    if card is not None:
+        card.recipe.update(name=recipe, epochs=eps_, lr=[l.stop if isinstance(l, slice) else l for l in lrs], lr_mult=lr_mult,
+                           schedule=schedule, stages=[{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
     return learn.stages
+
+@patch(as_prop=True)
+def stages(self:Learner) -> pd.DataFrame:
+    "One row per stage of the last `fit_recipe`: trainable parameters, epochs, learning rate, last metrics, seconds"
+    log = first(c for c in self.cbs if isinstance(c, EpochLogger))
+    return log.stage_table if log is not None else pd.DataFrame()

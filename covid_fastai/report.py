@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .imread import load_xray, ImageReadError
-from .inference import Predictor, load_model, DISCLAIMER
+from .inference import Predictor, load_covid_model, DISCLAIMER
 from .metrics import classification_metrics, roc_curves
 from .calibration import calibration_bins, expected_calibration_error, calibrate_learner
 from .plots import *
@@ -69,7 +69,7 @@ def _as_predictor(model, calibrate):
         if calibrate: calib = calibrate_learner(learn)
         return Predictor.from_learner(learn), learn, calib
     if calibrate: raise ValueError("calibrate=True needs a Learner (it fits on the validation set); a saved model keeps the temperature it was saved with")
-    return (model if isinstance(model, Predictor) else load_model(model)), None, None
+    return (model if isinstance(model, Predictor) else load_covid_model(model)), None, None
 
 def _history(pred, learn):
     if learn is not None:

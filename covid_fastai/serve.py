@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from .imread import load_xray, is_dicom, ImageReadError
-from .inference import load_model, Predictor, DISCLAIMER
+from .inference import load_covid_model, Predictor, DISCLAIMER
 
 # %% auto #0
 __all__ = ['IMAGE_FORMATS', 'UploadError', 'upload_bytes', 'check_image', 'predict_upload', 'create_app', 'serve']
@@ -168,7 +168,7 @@ def create_app(model, # A `Predictor`, or a saved model path (safe folder or .on
     from starlette.responses import JSONResponse, HTMLResponse
     from starlette.concurrency import run_in_threadpool
     from starlette.routing import Route
-    pred = model if isinstance(model, Predictor) else load_model(model, allow_pickle=allow_pickle)
+    pred = model if isinstance(model, Predictor) else load_covid_model(model, allow_pickle=allow_pickle)
     if cam != 'none' and pred.model is not None: import covid_fastai.cam  # adds Predictor.heatmaps
     limit, lock = int(max_mb * 1e6), threading.Lock()
     page = _page(pred, max_mb)

@@ -79,3 +79,13 @@ def three_class(tmp_path_factory):
     test = make_synthetic_xrays(root/'test', n_per_class=6, size=48, classes=classes, seed=4)
     learn = train_covid_learner(src, arch='efficientnet_lite0', epochs=1, size=64, bs=8, num_workers=0)
     return learn, test
+
+def make_dls(src, **kwargs):
+    "`prepare_layout` then `covid_dls`: the data-path options (label_map, cache, skip_unreadable, split...) go to the first"
+    from dataclasses import fields
+    from covid_fastai.config import TrainConfig
+    from covid_fastai.train import prepare_layout
+    from covid_fastai.data import covid_dls
+    names = {f.name for f in fields(TrainConfig)} - {'size', 'bs', 'aug', 'sampling', 'num_workers', 'window'}
+    data = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+    return covid_dls(prepare_layout(src, **data), **kwargs)

@@ -3,7 +3,7 @@ import json, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
-from covid_fastai.inference import load_model, save_covid_model, export_onnx, Predictor
+from covid_fastai.inference import load_covid_model, save_covid_model, export_onnx, Predictor
 from covid_fastai.images import make_synthetic_xrays
 from conftest import tree_digest
 
@@ -71,13 +71,13 @@ def test_safe_round_trip_and_onnx_parity(three_class, tmp_path):
     learn.model.to(memory_format=torch.contiguous_format)
     p0 = Predictor.from_learner(learn).predict_proba(fns)
     save_covid_model(learn, tmp_path/'m')
-    p1 = load_model(tmp_path/'m').predict_proba(fns)
+    p1 = load_covid_model(tmp_path/'m').predict_proba(fns)
     np.testing.assert_array_equal(p0, p1)                       # identical, not just close
-    onx = load_model(export_onnx(tmp_path/'m', tmp_path/'m.onnx'))
+    onx = load_covid_model(export_onnx(tmp_path/'m', tmp_path/'m.onnx'))
     assert onx.backend == 'onnx' and onx.model is None
     assert np.abs(onx.predict_proba(fns) - p0).max() < 1e-4
     # the ONNX path needs neither torch nor fastai
-    code = (f"import sys; from covid_fastai.inference import load_model; p = load_model({str(tmp_path/'m.onnx')!r});"
+    code = (f"import sys; from covid_fastai.inference import load_covid_model; p = load_covid_model({str(tmp_path/'m.onnx')!r});"
             f"p.predict_proba([{str(fns[0])!r}]); print('torch' in sys.modules, 'fastai' in sys.modules)")
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
     assert r.stdout.strip() == 'False False', r.stderr

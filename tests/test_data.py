@@ -5,7 +5,7 @@ from pathlib import Path
 from PIL import Image
 from covid_fastai.images import *
 from covid_fastai.data import *
-from conftest import tree_digest, write_image_kinds
+from conftest import tree_digest, write_image_kinds, make_dls
 
 # ---- folders
 def test_flat_layout(xray_folder):
@@ -25,10 +25,10 @@ def test_val_name_and_nested_images(tmp_path):
     assert (lay.df.split == 'valid').sum() == 4 and len(lay.df) == 9
 
 def test_dls_split_is_stratified_and_seeded(xray_folder):
-    dls = covid_dls(xray_folder, size=32, bs=8, num_workers=0)
+    dls = make_dls(xray_folder, size=32, bs=8, num_workers=0)
     assert len(dls.valid_ds) == 10
     assert sorted(dls.valid_ds.items.label.value_counts().tolist()) == [5, 5]
-    dls2 = covid_dls(xray_folder, size=32, bs=8, num_workers=0)
+    dls2 = make_dls(xray_folder, size=32, bs=8, num_workers=0)
     assert list(dls.valid_ds.items.fname) == list(dls2.valid_ds.items.fname)
     xb, yb = dls.one_batch()
     assert xb.shape == (8, 3, 32, 32) and set(yb.tolist()) <= {0, 1}
@@ -67,9 +67,9 @@ def test_unreadable_images_stop_or_are_skipped(tmp_path):
     make_synthetic_xrays(tmp_path, n_per_class=6, size=32)
     good, bad = write_image_kinds(tmp_path/'covid')
     with pytest.raises(ImageReadError, match=r'(?s)3 image file\(s\).*skip_unreadable=True.*(empty|text|truncated)'):
-        covid_dls(tmp_path, num_workers=0)
+        make_dls(tmp_path, num_workers=0)
     with pytest.warns(UserWarning, match='Leaving out 3 unreadable'):
-        dls = covid_dls(tmp_path, size=32, skip_unreadable=True, num_workers=0)
+        dls = make_dls(tmp_path, size=32, skip_unreadable=True, num_workers=0)
     used = set(dls.layout.df.fname.map(lambda f: f.name))
     assert not used & {f.name for f in bad.values()} and set(f.name for f in good.values()) <= used
     for dl in (dls.train, dls.valid):            # every remaining kind (16-bit, RGBA, CMYK, DICOM...) loads
@@ -92,7 +92,7 @@ def test_table_layout_and_patient_split(table):
     assert patient_overlap(sp) == {}
     assert set(sp.df.split) == {'train', 'valid', 'test'}
     for s in ('valid', 'test'): assert sp.subset(s).label.nunique() == 3   # stratified as far as groups allow
-    dls = covid_dls(lay, size=32, bs=8, num_workers=0)
+    dls = make_dls(lay, size=32, bs=8, num_workers=0)
     assert patient_overlap(dls.layout) == {}
     assert set(dls.layout.df.split) == {'train', 'valid'}
 
@@ -133,17 +133,17 @@ def test_multi_label(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path/'labels.csv', index=False)
     lay = table_layout(tmp_path/'labels.csv')
     assert lay.multi_label and lay.vocab == ['COVID-19', 'No_findings', 'Pneumonia']
-    dls = covid_dls(lay, size=32, bs=8, num_workers=0)
+    dls = make_dls(lay, size=32, bs=8, num_workers=0)
     xb, yb = dls.one_batch()
     assert yb.shape == (8, 3) and set(yb.flatten().tolist()) <= {0., 1.}
     binary = map_labels(lay, BINARY_INFECTED)
     assert binary.vocab == ['Infected', 'Normal']
 
 def test_label_map_collapses_folder_classes(split_folder):
-    dls = covid_dls(split_folder, size=32, bs=8, label_map=BINARY_INFECTED, num_workers=0)
+    dls = make_dls(split_folder, size=32, bs=8, label_map=BINARY_INFECTED, num_workers=0)
     assert list(dls.vocab) == ['Infected', 'Normal']
     assert dls.valid_ds.items.label.value_counts().to_dict() == {'Infected': 8, 'Normal': 4}
-    dls = covid_dls(split_folder, size=32, bs=8, label_map=BINARY_COVID, num_workers=0)
+    dls = make_dls(split_folder, size=32, bs=8, label_map=BINARY_COVID, num_workers=0)
     assert list(dls.vocab) == ['COVID-19', 'Not_COVID']
 
 def test_split_methods(tmp_path):
@@ -151,11 +151,12 @@ def test_split_methods(tmp_path):
     lay = folder_layout(src, patient_re=NIH_PATIENT_RE)
     assert lay.df.patient.nunique() == 20
     for m in ('patient', 'auto'): assert patient_overlap(split_layout(lay, m, seed=5)) == {}
-    strat = split_layout(lay, 'stratified', seed=5)
+    with pytest.warns(UserWarning, match='look like NIH patient ids'): strat = split_layout(lay, 'stratified', seed=5)
     assert strat.subset('valid').label.value_counts().tolist() == [6, 6]
     assert patient_overlap(strat)                          # an image-level split leaks patients: that is why it is not the default
-    assert split_layout(lay, 'random', seed=5).df.split.tolist() == split_layout(lay, 'random', seed=5).df.split.tolist()
-    with pytest.raises(ValueError, match='patient split needs a patient id'): split_layout(folder_layout(src), 'patient')
+    with pytest.warns(UserWarning):
+        assert split_layout(lay, 'random', seed=5).df.split.tolist() == split_layout(lay, 'random', seed=5).df.split.tolist()
+    with pytest.raises(ValueError, match='patient split needs a patient id'): split_layout(folder_layout(src, patient_re=None), 'patient')
     with pytest.raises(ValueError, match='Unknown split method'): split_layout(lay, 'temporal')
 
 def test_duplicates_across_splits_warn(tmp_path):
@@ -163,23 +164,55 @@ def test_duplicates_across_splits_warn(tmp_path):
     make_synthetic_xrays(tmp_path/'valid', n_per_class=2, size=64, seed=2)
     Image.open(tmp_path/'train'/'normal'/'normal_003.png').resize((70, 70)).save(tmp_path/'valid'/'normal'/'dup.png')
     with pytest.warns(UserWarning, match=r'(?s)1 pair\(s\) of near-duplicate.*normal_003.png \(train\) ~ .*dup.png \(valid\)'):
-        covid_dls(tmp_path, size=32, num_workers=0)
+        make_dls(tmp_path, size=32, num_workers=0)
 
 def test_weighted_sampling_balances_batches(tmp_path):
     make_synthetic_xrays(tmp_path, n_per_class=40, classes=('common',), size=16)
     make_synthetic_xrays(tmp_path, n_per_class=8, classes=('rare',), size=16, seed=1)
-    dls = covid_dls(tmp_path, size=16, bs=8, sampling='weighted', num_workers=0, aug='none')
+    dls = make_dls(tmp_path, size=16, bs=8, sampling='weighted', num_workers=0, aug='none')
     ys = torch.cat([yb for _ in range(20) for _, yb in dls.train]).float()
     assert 0.35 < ys.mean().item() < 0.65                  # ~ half 'rare', against 1/6 without weighting
-    plain = covid_dls(tmp_path, size=16, bs=8, num_workers=0, aug='none')
+    plain = make_dls(tmp_path, size=16, bs=8, num_workers=0, aug='none')
     ys = torch.cat([yb for _ in range(5) for _, yb in plain.train]).float()
     assert ys.mean().item() < 0.3
 
 def test_cache_is_used_and_source_untouched(xray_folder, tmp_path):
     before = tree_digest(xray_folder)
-    dls = covid_dls(xray_folder, size=32, bs=8, cache=tmp_path/'cache', cache_size=40, num_workers=0)
+    dls = make_dls(xray_folder, size=32, bs=8, cache=tmp_path/'cache', cache_size=40, num_workers=0)
     assert all(str(f).startswith(str(tmp_path/'cache')) for f in dls.layout.df.fname)
     assert Image.open(dls.layout.df.fname[0]).size == (40, 40)
     dls.one_batch()
     assert tree_digest(xray_folder) == before
     assert dls.path.resolve() != xray_folder.resolve()
+
+# ---- regressions of the trustworthy-core issue
+def test_valid_is_never_augmented(xray_folder):
+    "Two passes over dls.valid with workers on a CPU are identical, whatever was iterated before (was: augmented by the workers)"
+    lay = split_layout(folder_layout(xray_folder), seed=0)
+    grab = lambda dl: torch.cat([b[0].as_subclass(torch.Tensor) for b in dl])
+    dls = covid_dls(lay, size=32, bs=8, num_workers=2, aug='ct')
+    v1 = grab(dls.valid); t = grab(dls.train); v2 = grab(dls.valid)
+    assert torch.equal(v1, v2)
+    assert torch.equal(v1, grab(covid_dls(lay, size=32, bs=8, num_workers=0, aug='ct').valid))
+    assert not torch.equal(t[:8], grab(dls.train)[:8])              # while training batches are augmented (and shuffled)
+    tdl = dls.test_dl(lay.subset('valid'), with_labels=True)         # test_dl of the same images: the validation pipeline
+    assert torch.equal(v1, grab(tdl))
+
+def test_nih_names_split_by_patient_by_default(tmp_path):
+    src = make_synthetic_xrays(tmp_path/'nih', n_per_class=30, size=16, per_patient=3)
+    lay = split_layout(folder_layout(src))
+    assert lay.has_patients and lay.split_method == 'patient' and patient_overlap(lay) == {}
+    with pytest.warns(UserWarning, match='look like NIH patient ids'):
+        by_image = split_layout(folder_layout(src, patient_re=None))
+    assert by_image.split_method == 'stratified'
+
+def test_augmented_copies_stay_with_their_original(tmp_path):
+    "augment then split an unsplit folder: no original and its copy on two sides (was: 53 of 90 originals leaked)"
+    from covid_fastai.prep import augment_folder
+    src = make_synthetic_xrays(tmp_path/'tiny', n_per_class=15, size=32)
+    out = augment_folder(src, tmp_path/'aug', n_per_image=3, seed=0)
+    lay = make_dls(out, size=32, bs=8, num_workers=0).layout
+    orig = lambda f: f.stem.split('_aug')[0]
+    sides = lay.df.assign(o=lay.df.fname.map(orig)).groupby('o').split.nunique()
+    assert len(sides) == 30 and sides.max() == 1
+    assert lay.grouping.startswith('augmented copies')

@@ -10,7 +10,7 @@ def test_resize_images_keeps_structure_and_resumes(tmp_path):
     good, bad = write_image_kinds(src/'covid')
     before = tree_digest(src)
     with pytest.warns(UserWarning, match='3 file'):
-        res = resize_images(src, tmp_path/'cache', size=60, progress=False)
+        res = resize_xrays(src, tmp_path/'cache', size=60, progress=False)
     assert tree_digest(src) == before
     done = res[res.result == 'done']
     assert len(done) == 6 + len(good)
@@ -20,14 +20,14 @@ def test_resize_images_keeps_structure_and_resumes(tmp_path):
     assert (tmp_path/'cache'/'covid'/'xray.png').exists() and (tmp_path/'cache'/'covid'/'sixteen.png').exists()
     assert Image.open(tmp_path/'cache'/'covid'/'covid_000.png').size == (60, 60)
     assert Image.open(tmp_path/'cache'/'covid'/'sixteen.png').size == (48, 40)   # never enlarged
-    again = resize_images(src, tmp_path/'cache', size=60, progress=False)
+    again = resize_xrays(src, tmp_path/'cache', size=60, progress=False)
     assert set(again.result[again.fname.isin(done.fname)]) == {'skipped'}
 
 def test_resize_refuses_dest_inside_src(tmp_path):
     src = make_synthetic_xrays(tmp_path/'src', n_per_class=2, size=16)
-    with pytest.raises(ValueError, match='must be outside the source folder'): resize_images(src, src/'small')
-    with pytest.raises(ValueError, match='must be outside'): resize_images(src, tmp_path)
-    with pytest.raises(FileNotFoundError): resize_images(tmp_path/'nope', tmp_path/'out')
+    with pytest.raises(ValueError, match='must be outside the source folder'): resize_xrays(src, src/'small')
+    with pytest.raises(ValueError, match='must be outside'): resize_xrays(src, tmp_path)
+    with pytest.raises(FileNotFoundError): resize_xrays(tmp_path/'nope', tmp_path/'out')
 
 def test_augment_folder_25_plus_25_to_200(tmp_path):
     src = make_synthetic_xrays(tmp_path/'ct', n_per_class=25, size=32)

@@ -4,16 +4,17 @@ from torch import nn
 from fastai.vision.all import BnFreeze, SaveModelCallback, set_seed
 from covid_fastai.images import make_synthetic_xrays
 from covid_fastai.data import covid_dls
+from conftest import make_dls
 from covid_fastai.models import ARCHS, body_blocks
 from covid_fastai.learner import covid_learner
-from covid_fastai.recipes import STAGES, RECIPES, set_stage, stage_summary, fit_recipe, trainable_params
+from covid_fastai.recipes import STAGES, RECIPES, set_stage, stage_summary, fit_recipe, n_trainable
 from covid_fastai.train import train_covid_learner
 from covid_fastai.ensemble import Ensemble
 
 @pytest.fixture(scope='module')
 def dls(tmp_path_factory):
     src = make_synthetic_xrays(tmp_path_factory.mktemp('r')/'x', n_per_class=16, size=32)
-    return covid_dls(src, size=32, bs=8, num_workers=0)
+    return make_dls(src, size=32, bs=8, num_workers=0)
 
 def _is_bn(m): return isinstance(m, nn.modules.batchnorm._BatchNorm)
 
@@ -34,7 +35,7 @@ def test_stages_train_exactly_the_intended_groups(dls, arch):
                     for p in m.parameters(recurse=False):
                         # frozen groups keep batch norm trainable (fastai's train_bn=True)
                         assert p.requires_grad == (want or _is_bn(m)), (arch, stage, gi, type(m).__name__)
-    counts = [trainable_params(set_stage(learn, s)) for s in STAGES]
+    counts = [n_trainable(set_stage(learn, s)) for s in STAGES]
     assert counts == sorted(counts) and len(set(counts)) == 4
 
 def test_train_bn_false_freezes_batch_norm(dls):
@@ -55,11 +56,11 @@ def test_progressive_one_row_per_stage(dls):
 def test_single_stage_recipes(dls, recipe):
     learn = covid_learner(dls, 'efficientnet_lite0')
     st = fit_recipe(learn, recipe, epochs=1)
-    assert st.stage.tolist() == [recipe] and st.trainable[0] == trainable_params(learn)
+    assert st.stage.tolist() == [recipe] and st.trainable[0] == n_trainable(learn)
 
 @pytest.mark.parametrize('loss,kw', [('focal', dict(gamma=2., alpha=0.75)), ('weighted_ce', {}), ('label_smoothing', dict(eps=0.1)), ('ce', {})])
 def test_losses_train_and_lower_the_loss(dls, loss, kw):
-    plain = covid_dls(dls.layout, size=32, bs=8, num_workers=0, aug='none', stats=([0.5]*3, [0.5]*3))
+    plain = make_dls(dls.layout, size=32, bs=8, num_workers=0, aug='none', stats=([0.5]*3, [0.5]*3))
     set_seed(0)
     learn = covid_learner(plain, 'efficientnet_lite0', loss=loss, loss_kwargs=kw)
     fit_recipe(learn, 'head', epochs=4, lr=2e-3)

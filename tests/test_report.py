@@ -6,7 +6,7 @@ from sklearn.metrics import (accuracy_score, balanced_accuracy_score, precision_
                              f1_score, confusion_matrix)
 from covid_fastai.metrics import classification_metrics, bootstrap_ci
 from covid_fastai.calibration import expected_calibration_error, fit_temperature, calibrate_learner
-from covid_fastai.inference import probs_from_logits, save_covid_model, load_model, Predictor
+from covid_fastai.inference import probs_from_logits, save_covid_model, load_covid_model, Predictor
 from covid_fastai.cam import heatmaps, cam_layer
 from covid_fastai.models import ARCHS, create_covid_model
 from covid_fastai.report import evaluate
@@ -97,7 +97,7 @@ def test_temperature_fitted_stored_and_applied(three_class, tmp_path):
     assert res['nll_after'] <= res['nll_before'] + 1e-9 and learn.temperature == res['temperature']
     save_covid_model(learn, tmp_path/'m')
     assert json.loads((tmp_path/'m'/'model.json').read_text())['temperature'] == pytest.approx(res['temperature'])
-    p = load_model(tmp_path/'m')
+    p = load_covid_model(tmp_path/'m')
     fns = sorted(Path(test).rglob('*.png'))[:5]
     logits = p.logits(fns)
     np.testing.assert_allclose(p.predict_proba(fns), probs_from_logits(logits, temperature=res['temperature']), atol=1e-6)
