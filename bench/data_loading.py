@@ -14,7 +14,8 @@ import numpy as np, pandas as pd, torch
 from PIL import Image
 from fastcore.parallel import parallel
 from covid_fastai.images import get_xray_files, load_xray
-from covid_fastai.data import table_layout, covid_dls, Layout, split_layout
+from covid_fastai.data import table_layout, Layout, split_layout
+from covid_fastai.dataloaders import covid_dls
 from covid_fastai.prep import resize_xrays
 
 def make_corpus(src, dest, n, size):
@@ -32,7 +33,7 @@ def make_corpus(src, dest, n, size):
     return pd.DataFrame(dict(path=[str(o.relative_to(dest)) for _, o in jobs], label=[o.parent.name for _, o in jobs]))
 
 def throughput(lay, size, bs, workers, valid_pct, max_batches=None):
-    dls = covid_dls(lay, size=size, bs=bs, check=False, num_workers=workers, split='random', valid_pct=valid_pct)
+    dls = covid_dls(split_layout(lay, 'random', valid_pct=valid_pct), size=size, bs=bs, num_workers=workers)
     n, t0 = 0, time.perf_counter()
     for i, (xb, yb) in enumerate(dls.train):
         n += len(xb)

@@ -34,10 +34,9 @@ POSITIVE = 'COVID-19'
 
 def default_kwargs():
     "The defaults of `train_covid_learner` that define the recipe"
-    from covid_fastai.train import train_covid_learner
-    sig = inspect.signature(train_covid_learner).parameters
-    return {k: sig[k].default for k in ('arch', 'recipe', 'epochs', 'freeze_epochs', 'lr', 'size', 'bs', 'loss', 'opt', 'schedule', 'sampling')
-            if k in sig}
+    from covid_fastai.config import TrainConfig
+    d = TrainConfig()
+    return {k: getattr(d, k) for k in ('arch', 'recipe', 'epochs', 'freeze_epochs', 'lr', 'size', 'bs', 'loss', 'opt', 'schedule', 'sampling')}
 
 def run_kwargs(run):
     "Arguments of `train_covid_learner` for `run` (beyond the data and the architecture)"

@@ -11,7 +11,8 @@ cache of it goes to --cache. Writes bench/results/recipes.{json,md}.
 import argparse, json, os, platform, time
 from pathlib import Path
 import pandas as pd, torch
-from covid_fastai.data import table_layout, split_layout, patient_overlap, covid_dls
+from covid_fastai.data import table_layout, split_layout, patient_overlap
+from covid_fastai.dataloaders import covid_dls
 from covid_fastai.models import ARCHS
 from covid_fastai.learner import covid_learner
 from covid_fastai.recipes import STAGES, set_stage, n_trainable
@@ -54,11 +55,11 @@ if __name__ == '__main__':
     res = {}
     t0 = time.perf_counter()
     head = train_covid_learner(lay, recipe='head', epochs=a.head_epochs, lr=2e-3, **common)
-    res['head'] = dict(stages=head.stages.to_dict('records'), test=head.test_metrics, seconds=round(time.perf_counter()-t0))
+    res['head'] = dict(stages=head.stages.to_dict('records'), test=head.card.metrics.get('test'), seconds=round(time.perf_counter()-t0))
     t0 = time.perf_counter()
     prog = train_covid_learner(lay, recipe='progressive', epochs=[int(x) for x in a.stage_epochs.split(',')],
                                lr=[float(x) for x in a.stage_lrs.split(',')], **common)
-    res['progressive'] = dict(stages=prog.stages.to_dict('records'), test=prog.test_metrics, seconds=round(time.perf_counter()-t0))
+    res['progressive'] = dict(stages=prog.stages.to_dict('records'), test=prog.card.metrics.get('test'), seconds=round(time.perf_counter()-t0))
     counts = param_counts(['mobilenet', 'resnet18', 'vgg16', 'densenet121', 'efficientnet_lite0'], head.dls)
     out = dict(machine=dict(cpus=os.cpu_count(), torch=torch.__version__, device='cuda' if torch.cuda.is_available() else 'cpu'),
                data=dict(images=len(lay.df), split=lay.df.split.value_counts().to_dict(), patients_across_splits=len(patient_overlap(lay))),

@@ -41,7 +41,8 @@ def one(arch, files, labels, a):
     import torch, torch.nn as nn, pandas as pd
     from PIL import Image
     import torchvision.transforms as T
-    from covid_fastai.data import Layout, covid_dls
+    from covid_fastai.data import Layout
+    from covid_fastai.dataloaders import covid_dls
     from covid_fastai.learner import covid_learner
     from covid_fastai.models import create_covid_model, get_arch
     dev = 'cuda' if torch.cuda.is_available() and not a.cpu else 'cpu'
@@ -55,7 +56,7 @@ def one(arch, files, labels, a):
     # library path
     df = pd.DataFrame(dict(fname=files, label=labels, patient=None, split=['train'] * (len(files) - 16) + ['valid'] * 16))
     lay = Layout(Path(files[0]).parents[1], df)
-    dls = covid_dls(lay, size=a.size, bs=a.bs, num_workers=a.workers, check=False, stats=(mean, std), aug='xray', device=dev)
+    dls = covid_dls(lay, size=a.size, bs=a.bs, num_workers=a.workers, stats=(mean, std), aug='xray', device=dev)
     res['library_data'] = round(_steady(_timed_iter(dls.train, a.batches), a.skip), 1)
     learn = covid_learner(dls, arch, pretrained=False)
     learn.unfreeze()

@@ -85,7 +85,7 @@ def make_dls(src, **kwargs):
     from dataclasses import fields
     from covid_fastai.config import TrainConfig
     from covid_fastai.train import prepare_layout
-    from covid_fastai.data import covid_dls
+    from covid_fastai.dataloaders import covid_dls
     names = {f.name for f in fields(TrainConfig)} - {'size', 'bs', 'aug', 'sampling', 'num_workers', 'window'}
     data = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
     return covid_dls(prepare_layout(src, **data), **kwargs)

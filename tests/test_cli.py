@@ -35,7 +35,8 @@ def test_train_writes_model_and_report(trained):
         assert (out/f).exists(), f
     d = json.loads((out/'model.json').read_text())
     assert d['classes'] == ['COVID-19', 'No_findings', 'Pneumonia'] and d['size'] == 32 and d['arch'] == 'efficientnet_lite0'
-    assert d['test_metrics'] is not None and 'torch' in d['versions']
+    assert d['metrics']['test'] is not None and 'torch' in d['versions']
+    assert d['recipe']['config']['epochs'] == 1 and d['split']['method'] == 'folders'
     m = json.loads((out/'report'/'metrics.json').read_text())
     assert m['n'] == 12  # the test/ folder: 4 per class
     assert 'not a medical device' in r.stdout and 'test images' in r.stdout
@@ -155,3 +156,35 @@ def test_help_from_docments(cmd):
     r = cli(cmd, '--help')
     assert f'covid-fastai {cmd}' in r.stdout and '--debug' in r.stdout
     assert 'Show the full traceback on errors' in r.stdout
+
+def test_train_options_come_from_the_config():
+    "covid-fastai train has one option per TrainConfig field, parsed as train_covid_learner reads them"
+    from dataclasses import fields
+    from fastcore.script import anno_parser
+    from covid_fastai.config import TrainConfig
+    from covid_fastai.cli import covid_fastai_train
+    p = anno_parser(covid_fastai_train.__wrapped__)
+    opts = {a.dest for a in p._actions}
+    assert {f.name for f in fields(TrainConfig)} <= opts
+    ns = p.parse_args(['data', '--epochs', '1,3,3,4', '--recipe', 'progressive', '--patient-re', 'none', '--window', '1500,-600',
+                       '--aug', 'ct', '--save-best', 'f1_score', '--early-stop', '2', '--pretrained', 'false', '--fp16', 'auto',
+                       '--loss-kwargs', 'gamma=2,alpha=0.25', '--label-map', 'Pneumonia=Infected'])
+    kw = {k: v for k, v in vars(ns).items() if k in {f.name for f in fields(TrainConfig)}}
+    c = TrainConfig(**kw)
+    assert (c.epochs, c.patient_re, c.window, c.aug, c.save_best, c.early_stop, c.pretrained, c.fp16) == \
+           ([1, 3, 3, 4], None, (1500., -600.), 'ct', 'f1_score', 2, False, None)
+    assert c.loss_kwargs == dict(gamma=2, alpha=0.25) and c.label_map == {'Pneumonia': 'Infected'}
+    d = p.parse_args(['data'])
+    assert {k: getattr(d, k) for k in ('epochs', 'size', 'sampling', 'patient_re')} == \
+           {k: getattr(TrainConfig(), k) for k in ('epochs', 'size', 'sampling', 'patient_re')}
+
+def test_augment_then_train_keeps_copies_with_their_original(tmp_path):
+    "was: `augment` on an unsplit folder then `train` put copies of 53 of 90 originals on both sides of the split"
+    src = make_synthetic_xrays(tmp_path/'tiny', n_per_class=10, size=32)
+    cli('augment', src, tmp_path/'aug', '--n-per-image', 3)
+    cli('train', tmp_path/'aug', '--arch', 'efficientnet_lite0', '--epochs', 1, '--freeze-epochs', 0, '--size', 32, '--bs', 8,
+        '--report', 'false', '--out', tmp_path/'model')
+    card = json.loads((tmp_path/'model'/'model.json').read_text())
+    assert card['split']['method'] == 'patient' and 'augmented copies' in card['split']['grouping']
+    assert card['split']['patients']['valid'] >= 2
+    assert sum(card['split']['counts']['valid'].values()) % 4 == 0      # whole groups: an original and its 3 copies

@@ -5,6 +5,9 @@ from pathlib import Path
 from PIL import Image
 from covid_fastai.images import *
 from covid_fastai.data import *
+from covid_fastai.dataloaders import *
+from covid_fastai.check import checked_layout
+from covid_fastai.prep import cached_layout
 from conftest import tree_digest, write_image_kinds, make_dls
 
 # ---- folders

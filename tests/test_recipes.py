@@ -3,7 +3,7 @@ import numpy as np, pandas as pd, pytest, torch
 from torch import nn
 from fastai.vision.all import BnFreeze, SaveModelCallback, set_seed
 from covid_fastai.images import make_synthetic_xrays
-from covid_fastai.data import covid_dls
+from covid_fastai.dataloaders import covid_dls
 from conftest import make_dls
 from covid_fastai.models import ARCHS, body_blocks
 from covid_fastai.learner import covid_learner
@@ -89,9 +89,11 @@ def test_ensemble_of_two_backbones(dls):
     b = train_covid_learner(dls.layout, arch='resnet18', pretrained=False, epochs=1, size=32, bs=8, num_workers=0)
     ens = Ensemble([a, b])
     p = ens.predict_proba()
-    assert p.shape == (len(a.dls.valid_ds), 2) and torch.allclose(p.sum(1), torch.ones(len(p)))
-    pa, pb = ens.member_preds()
-    assert torch.allclose(p, (pa + pb) / 2)
+    assert p.shape == (len(a.dls.valid_ds), 2) and np.allclose(p.sum(1), 1, atol=1e-5)
+    pa, pb = ens.member_probs()
+    assert np.allclose(p, (pa + pb) / 2, atol=1e-6)
+    pl, _ = a.get_preds(dl=a.dls.valid)                  # a member's probabilities are its Learner's
+    assert np.allclose(pa, pl.numpy(), atol=1e-4)
     res = ens.evaluate()
     assert res.model.tolist() == ['efficientnet_lite0', 'resnet18', 'ensemble'] and res.accuracy.between(0, 1).all()
     with pytest.raises(ValueError, match='classes differ'):

@@ -94,14 +94,14 @@ def test_cam_heatmap_not_constant(three_class):
 def test_temperature_fitted_stored_and_applied(three_class, tmp_path):
     learn, test = three_class
     res = calibrate_learner(learn)
-    assert res['nll_after'] <= res['nll_before'] + 1e-9 and learn.temperature == res['temperature']
+    assert res['nll_after'] <= res['nll_before'] + 1e-9 and learn.card.temperature == res['temperature']
     save_covid_model(learn, tmp_path/'m')
     assert json.loads((tmp_path/'m'/'model.json').read_text())['temperature'] == pytest.approx(res['temperature'])
     p = load_covid_model(tmp_path/'m')
     fns = sorted(Path(test).rglob('*.png'))[:5]
     logits = p.logits(fns)
     np.testing.assert_allclose(p.predict_proba(fns), probs_from_logits(logits, temperature=res['temperature']), atol=1e-6)
-    del learn.temperature
+    learn.card.temperature = 1.   # the fixture is shared by other tests
 
 def test_ece_and_temperature():
     rng = np.random.default_rng(0)
@@ -176,3 +176,26 @@ def test_evaluate_bad_inputs(three_class, tmp_path):
     m = evaluate(learn, bad, tmp_path/'r3', skip_unreadable=True, n_boot=50, cam=None, progress=False)
     assert m['n'] == 9 and len(m['test']['unreadable']) == 1
     with pytest.raises(ValueError, match='Learner'): evaluate(Predictor.from_learner(learn), test, tmp_path/'r4', calibrate=True)
+
+def test_proportions_get_wilson_intervals():
+    "was: the percentile bootstrap gave [1.0, 1.0] for a specificity of 12/12, and only recall and AUC had intervals in the report"
+    y = np.array([0] * 12 + [1] * 12)
+    p = np.where(y[:, None] == np.arange(2), 0.9, 0.1)
+    p[12:15] = [0.8, 0.2]                                   # 3 of the 12 of class 1 missed: class 0's specificity is 9/12
+    p[:12] = [0.9, 0.1]
+    m = classification_metrics(y, p, ['COVID-19', 'Normal'], n_boot=200)
+    assert m['per_class']['Normal']['specificity'] == 1.0          # 12 of 12
+    lo, hi = m['ci']['specificity']['Normal']
+    assert hi == 1.0 and 0.7 < lo < 0.8                            # Wilson [0.757, 1]
+    for k in ('precision', 'recall', 'specificity', 'f1', 'auc'):
+        for c in ('COVID-19', 'Normal'): assert m['ci'][k][c][0] <= m['per_class'][c][k] <= m['ci'][k][c][1], (k, c)
+    assert m['ci']['accuracy'][1] < 1 and 'Wilson' in m['ci']['method']
+
+def test_report_shows_every_interval(three_class, tmp_path):
+    learn, test = three_class
+    m = evaluate(learn, test, tmp_path/'r', cam=None, n_boot=50, progress=False)
+    page = (tmp_path/'r'/'report.html').read_text()
+    for c in m['classes']:
+        for k in ('precision', 'recall', 'specificity', 'f1', 'auc'):
+            lo, hi = m['ci'][k][c]
+            if lo is not None: assert f"[{lo:.3f}, {hi:.3f}]" in page, (c, k)

@@ -25,12 +25,12 @@ def test_split_layout_with_test_folder(split_folder):
     learn = train_covid_learner(split_folder, arch='efficientnet_lite0', epochs=1, freeze_epochs=1, size=48, bs=8, num_workers=0)
     assert list(learn.dls.vocab) == ['COVID-19', 'No_findings', 'Pneumonia']
     assert len(learn.dls.valid_ds) == 12
-    assert set(learn.test_metrics) == {'loss', 'accuracy', 'f1_score'}
-    assert 0 <= learn.test_metrics['accuracy'] <= 1
+    assert set(learn.card.metrics['test']) == {'loss', 'accuracy', 'f1_score'}
+    assert 0 <= learn.card.metrics['test']['accuracy'] <= 1
 
 def test_random_init_mobilenet_trains(xray_folder):
     learn = train_covid_learner(xray_folder, arch='mobilenet', pretrained=False, epochs=1, freeze_epochs=0, size=32, bs=8, num_workers=0)
-    assert learn.history.stage.tolist() == [1] and learn.arch == 'mobilenet'
+    assert learn.history.stage.tolist() == [1] and learn.card.arch == 'mobilenet' and learn.card.weights == 'random initialization'
 
 def test_seeded_runs_match(xray_folder):
     kw = dict(arch='efficientnet_lite0', epochs=1, freeze_epochs=0, size=32, bs=8, num_workers=0)
@@ -48,7 +48,7 @@ def test_cli_trains_and_saves(xray_folder, tmp_path):
     assert r.returncode == 0, r.stderr
     d = json.loads((out/'model.json').read_text())
     assert d['arch'] == 'efficientnet_lite0' and d['classes'] == ['covid', 'normal'] and d['mean'] == [0.5]*3
-    assert set(d['valid_metrics']) == {'loss', 'accuracy', 'f1_score'}
+    assert set(d['metrics']['valid']) == {'loss', 'accuracy', 'f1_score'}
     from safetensors.torch import load_file
     sd = load_file(str(out/'model.safetensors'))
     assert any(k.startswith('1.') for k in sd)            # the head is saved with the body

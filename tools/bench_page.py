@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Write the docs page `nbs/17_benchmarks.ipynb` from the results of the scripts in bench/ (markdown tables and plots).
+"""Write the docs page `nbs/23_benchmarks.ipynb` from the results of the scripts in bench/ (markdown tables and plots).
 
 The page is generated, not written by hand, so it always shows what the scripts last measured; the plots are copied to
 nbs/images/ for the docs. Run it after any bench/ script:
@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RES, NBS = ROOT/'bench'/'results', ROOT/'nbs'
-OUT = NBS/'17_benchmarks.ipynb'
+OUT = NBS/'23_benchmarks.ipynb'
 SECTIONS = [  # (results stem, heading, plot or None, what it is)
     ('quality', 'Accuracy on real chest X-rays', 'quality.png',
      '`bench/quality.py`: `train_covid_learner`\'s defaults on the patient-grouped split of xray3, against the published DarkCovidNet numbers.'),
