@@ -27,16 +27,14 @@ def calibration_bins(y, # True labels (class indices, or a 0/1 matrix for multi-
                      multi_label:bool=False, # Each (image, class) probability is a prediction
                      n_bins:int=15, # Number of equal-width confidence bins
                     ) -> pd.DataFrame:
-    "Mean confidence, accuracy and count of the predictions in each confidence bin (the reliability diagram)"
+    "Mean confidence, accuracy and count of the predictions in each confidence bin (the reliability diagram), from scikit-learn's `calibration_curve`"
+    from sklearn.calibration import calibration_curve
     conf, correct = _conf_correct(y, probs, multi_label)
     edges = np.linspace(0, 1, n_bins + 1)
-    b = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
-    rows = []
-    for i in range(n_bins):
-        m = b == i
-        rows.append(dict(low=edges[i], high=edges[i+1], count=int(m.sum()),
-                         confidence=float(conf[m].mean()) if m.any() else np.nan, accuracy=float(correct[m].mean()) if m.any() else np.nan))
-    return pd.DataFrame(rows)
+    counts = np.bincount(np.searchsorted(edges[1:-1], conf), minlength=n_bins)   # the bins scikit-learn assigns
+    accuracy, confidence = np.full(n_bins, np.nan), np.full(n_bins, np.nan)   # NaN in empty bins
+    if len(conf): accuracy[counts > 0], confidence[counts > 0] = calibration_curve(correct, conf, n_bins=n_bins, strategy='uniform')
+    return pd.DataFrame(dict(low=edges[:-1], high=edges[1:], count=counts.astype(int), confidence=confidence, accuracy=accuracy))
 
 def expected_calibration_error(y, probs:np.ndarray, multi_label:bool=False, n_bins:int=15) -> float:
     "Expected calibration error: the count-weighted mean |accuracy - confidence| over the confidence bins"

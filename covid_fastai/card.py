@@ -6,8 +6,8 @@ Docs: https://covid-fastai.github.io/covid-fastai/card.html.md"""
 
 # %% ../nbs/08_card.ipynb #7fe29b78
 from __future__ import annotations
-import json, platform, os, tempfile
-from dataclasses import dataclass, field, asdict, fields, replace
+import json, os, tempfile
+from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 
 # %% auto #0

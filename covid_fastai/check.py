@@ -6,7 +6,7 @@ Docs: https://covid-fastai.github.io/covid-fastai/check.html.md"""
 
 # %% ../nbs/04_check.ipynb #7866c2dd
 from __future__ import annotations
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fastai.vision.all import *
 from .images import *
 from .data import *

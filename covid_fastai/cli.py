@@ -9,10 +9,10 @@ __all__ = ['COMMANDS', 'covid_fastai_train', 'covid_fastai_evaluate', 'covid_fas
            'covid_fastai_check_data', 'covid_fastai_resize', 'covid_fastai_augment', 'covid_fastai_serve', 'main']
 
 # %% ../nbs/22_cli.ipynb #385464a1
-import json, sys, traceback  # no `from __future__ import annotations`: fastcore's parser needs real types in the delegated signature
+import sys  # no `from __future__ import annotations`: fastcore's parser needs real types in the delegated signature
 from pathlib import Path
 from fastcore.script import call_parse, bool_arg, parse_cli
-from .config import TrainConfig, parse_label_map, _delegates_config
+from .config import parse_label_map, _delegates_config
 
 # %% ../nbs/22_cli.ipynb #1e89299d
 def _fail(cmd:str, e:BaseException, debug:bool):

@@ -7,10 +7,8 @@ Docs: https://covid-fastai.github.io/covid-fastai/ensemble.html.md"""
 # %% ../nbs/17_ensemble.ipynb #123485d3
 from __future__ import annotations
 from dataclasses import replace
-from pathlib import Path
 import numpy as np
 import pandas as pd
-from .card import ModelCard
 from .evaluation import Evaluation, as_predictor, test_layout
 
 # %% auto #0

@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .card import ModelCard, LABEL_DELIM
+from .card import ModelCard
 from .imread import ImageReadError
 from .metrics import classification_metrics, roc_curves, targets_matrix
 from .calibration import calibration_bins, expected_calibration_error
@@ -24,7 +24,7 @@ def test_layout(test, # Folder, CSV file, DataFrame or `Layout` of labelled test
                 **kwargs # Table: other arguments of `table_layout` (`fn_col`, `label_col`, `label_delim`, ...)
                ):
     "The labelled images of `test` as a `Layout` (only its `test` split if it has one)"
-    from covid_fastai.data import Layout, read_layout
+    from covid_fastai.data import read_layout
     is_table = isinstance(test, pd.DataFrame) or (isinstance(test, (str, Path)) and Path(test).suffix.lower() in ('.csv', '.tsv'))
     lay = read_layout(test, path=path, **kwargs) if is_table else read_layout(test)
     if lay.is_split and (lay.df.split == 'test').any(): lay = lay.new(lay.df[lay.df.split == 'test'])

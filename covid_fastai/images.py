@@ -10,7 +10,6 @@ import io, hashlib
 from fastai.vision.all import *
 from PIL import Image, UnidentifiedImageError
 from .imread import *
-from .imread import _HIGH_DEPTH
 _all_ = ['ImageReadError', 'scale_to_uint8', 'to_rgb', 'DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'is_dicom', 'read_dicom', 'write_dicom', 'load_xray']
 
 # %% auto #0

@@ -9,7 +9,6 @@ __all__ = ['DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'ImageReadError', 'scale_to_uint
            'write_dicom', 'load_xray']
 
 # %% ../nbs/01_imread.ipynb #f230e7e8
-import io
 from pathlib import Path
 import numpy as np
 from PIL import Image
@@ -100,7 +99,6 @@ def write_dicom(a:np.ndarray, # 2D array of `uint8` or `uint16` pixel values
                 window:tuple|None=None, # (width, level) to store as WindowWidth/WindowCenter
                ) -> Path:
     "Write the 2D array `a` to `fn` as an uncompressed DICOM file"
-    import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
     a = np.asarray(a)

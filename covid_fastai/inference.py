@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from .imread import load_xray, to_rgb, ImageReadError
-from .card import ModelCard, LABEL_DELIM
+from .imread import load_xray, to_rgb
+from .card import ModelCard
 
 # %% auto #0
 __all__ = ['DISCLAIMER', 'preprocess', 'probs_from_logits', 'ModelFileError', 'Predictor', 'learner_card', 'save_covid_model',

@@ -8,7 +8,6 @@ Docs: https://covid-fastai.github.io/covid-fastai/plots.html.md"""
 from __future__ import annotations
 import numpy as np
 import pandas as pd
-import matplotlib
 import matplotlib.pyplot as plt
 from PIL import Image
 from .inference import DISCLAIMER

@@ -10,7 +10,7 @@ import shutil
 from fastai.vision.all import *
 from PIL import Image, ImageOps
 from .images import *
-from .data import Layout, folder_layout, AUGMENTED_CSV
+from .data import Layout, AUGMENTED_CSV
 from .check import _unreadable_error
 
 # %% auto #0

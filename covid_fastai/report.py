@@ -6,13 +6,12 @@ Docs: https://covid-fastai.github.io/covid-fastai/report.html.md"""
 
 # %% ../nbs/20_report.ipynb #97f12036
 from __future__ import annotations
-import base64, html, json, warnings, datetime
+import base64, html, json, datetime
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from .imread import load_xray, ImageReadError
-from .inference import Predictor, load_covid_model, DISCLAIMER
-from .metrics import classification_metrics, roc_curves
+from .inference import Predictor, DISCLAIMER
 from .calibration import calibrate_learner
 from .evaluation import Evaluation, test_layout, as_predictor
 from .plots import *

@@ -6,7 +6,7 @@ Docs: https://covid-fastai.github.io/covid-fastai/serve.html.md"""
 
 # %% ../nbs/21_serve.ipynb #5ad36544
 from __future__ import annotations
-import base64, io, json, os, threading
+import base64, io, os, threading
 from email.parser import BytesParser
 from email.policy import default as _email_policy
 from pathlib import Path
@@ -129,7 +129,7 @@ form.addEventListener('submit', async (ev) => {
 """
 
 def _page(pred, max_mb):
-    from fasthtml.common import Html, Head, Body, Meta, Title, Style, Script, H1, H2, P, B, Form, Input, Button, Div, Img, Figure, Figcaption, Span, to_xml
+    from fasthtml.common import Html, Head, Body, Meta, Title, Style, Script, H1, H2, P, B, Form, Input, Button, Div, Img, Figure, Figcaption, to_xml
     m = pred.meta
     name = f"{m.get('arch') or 'model'}" + (f" ({Path(str(pred.path)).name})" if pred.path is not None else '')
     body = Body(

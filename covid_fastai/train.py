@@ -19,7 +19,6 @@ from .dataloaders import *
 from .models import *
 from .learner import *
 from .recipes import *
-from .registry import lookup
 
 # %% ../nbs/12_train.ipynb #60f6e44b
 def prepare_layout(src, # Data folder (one sub-folder per class, or train/, valid/ and optional test/), a CSV file, or a `Layout`
