@@ -75,7 +75,7 @@ class Layout:
         counts = pd.Series([l for ls in self.labels_of() for l in (ls if self.multi_label else [ls])]).value_counts().to_dict()
         splits = self.df.split.value_counts().to_dict() if self.is_split else 'not split'
         pats = f", {self.df.patient.nunique()} patients ({self.grouping})" if self.has_patients else ''
-        return f"Layout({self.path}, {len(self.df)} images{pats}, classes {counts}, splits {splits})"
+        return f"Layout({Path(self.path).name}/, {len(self.df)} images{pats}, classes {counts}, splits {splits})"  # the folder name only: reprs end up in docs
 
 def _layout_df(fnames, labels, patients=None, splits=None):
     n = len(fnames)

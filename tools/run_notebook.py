@@ -7,6 +7,11 @@ Images over 60 kB are stored as JPEG at most 720 px wide, so notebooks stay smal
 afterwards.
 
     python tools/run_notebook.py nbs/tutorials/tiny_set.ipynb [more.ipynb ...]
+    python tools/run_notebook.py --module nbs/12_train.ipynb [...]   # a module notebook: as nbdev-test runs it (flags honoured)
+
+`--module` keeps the outputs of a module notebook's examples (stage tables, plots) so that its docs page shows results: it runs
+`nbdev-test --save` (cells flagged `slow` or `cuda` are skipped, as in the tests), drops warnings (stderr), shrinks images, and
+fails if an output shows a path of the machine it ran on.
 """
 import base64, io, os, re, subprocess, sys, time
 from pathlib import Path
@@ -66,9 +71,29 @@ def run(fn:Path):
     subprocess.run(['nbdev-clean', '--fname', str(fn)], check=True)
     print(f"{fn.name}: ran in {time.perf_counter() - t0:.0f} s, outputs saved", flush=True)
 
+_MACHINE_PATH = re.compile(r'(/tmp/|/work/|/root/|/home/|site-packages|ipython-input)')
+
+def keep_module_outputs(fn:Path):
+    "Run a module notebook as `nbdev-test` does and keep its outputs, without warnings or machine paths"
+    subprocess.run(['nbdev-test', '--save', str(fn)], check=True)
+    nb = read_nb(fn)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != 'code': continue
+        cell['outputs'] = [o for o in cell.get('outputs', []) if not (o.get('output_type') == 'stream' and o.get('name') == 'stderr')]
+        for o in cell['outputs']:
+            text = ''.join(''.join(v) if isinstance(v, list) else str(v) for k, v in {**o.get('data', {}), 'text': o.get('text', '')}.items()
+                           if not k.startswith('image/'))
+            m = _MACHINE_PATH.search(text)
+            if m: sys.exit(f"{fn}: cell {i} shows a path of this machine ({text[max(0, m.start()-60):m.end()+40]!r}): change the example")
+    write_nb(shrink(nb), fn)
+    subprocess.run(['nbdev-clean', '--fname', str(fn)], check=True)
+    print(f"{Path(fn).name}: outputs kept", flush=True)
+
 if __name__ == '__main__':
     if len(sys.argv) < 2: sys.exit(__doc__)
-    if sys.argv[1] == '--shrink':  # only shrink the images of already-run notebooks
+    if sys.argv[1] == '--module':
+        for f in sys.argv[2:]: keep_module_outputs(Path(f))
+    elif sys.argv[1] == '--shrink':  # only shrink the images of already-run notebooks
         for f in sys.argv[2:]: write_nb(shrink(read_nb(f)), f); subprocess.run(['nbdev-clean', '--fname', f], check=True)
     else:
         for f in sys.argv[1:]: run(f)
