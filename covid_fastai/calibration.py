@@ -71,10 +71,8 @@ def calibrate_learner(learn, # A trained `Learner`
     multi = targs.ndim == 2
     t = fit_temperature(logits, targs, multi)
     Y = targets_matrix(targs, logits.shape[1]).astype(np.float64)
-    from covid_fastai.learner import ModelCardCallback, data_card
-    cb = next((c for c in learn.cbs if isinstance(c, ModelCardCallback)), None)
-    if cb is None: learn.add_cb(cb := ModelCardCallback(data_card(learn.dls)))   # a Learner made elsewhere gets a card
-    cb.card.temperature = t
+    from covid_fastai.learner import find_card
+    find_card(learn, attach=True).temperature = t   # a Learner made elsewhere gets a card
     return dict(temperature=t, n=int(len(targs)),
                 ece_before=expected_calibration_error(targs, probs_from_logits(logits, multi), multi, n_bins),
                 ece_after=expected_calibration_error(targs, probs_from_logits(logits, multi, t), multi, n_bins),

@@ -7,13 +7,25 @@ Docs: https://covid-fastai.github.io/covid-fastai/card.html.md"""
 # %% ../nbs/08_card.ipynb #7fe29b78
 from __future__ import annotations
 import json, os, tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['LABEL_DELIM', 'CARD_FORMAT', 'ModelCard']
+__all__ = ['LABEL_DELIM', 'CARD_FORMAT', 'whole_file', 'ModelCard']
 
 # %% ../nbs/08_card.ipynb #02ab0461
+@contextmanager
+def whole_file(fn:str|Path, # The file to write
+              ):
+    "Yield a temporary path beside `fn` to write to; it replaces `fn` only if the block succeeds (else it is removed, and `fn` is left as it was)"
+    fn = Path(fn); fn.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=fn.parent, prefix=fn.name, suffix='.part'); os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, fn)
+    finally: Path(tmp).unlink(missing_ok=True)
+
 LABEL_DELIM = '|'  # The one separator of multi-label labels, in layouts, model cards, predictions and reports
 CARD_FORMAT = 'covid-fastai/2'
 
@@ -74,11 +86,8 @@ class ModelCard:
     def save(self, fn:str|Path # File to write (`model.json`); written whole or not at all
             ) -> Path:
         "Write the card to `fn` (through a temporary file, so a failure leaves the previous file)"
-        fn = Path(fn); fn.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=fn.parent, prefix=fn.name, suffix='.part')
-        with os.fdopen(fd, 'w') as f: f.write(self.to_json())
-        os.replace(tmp, fn)
-        return fn
+        with whole_file(fn) as tmp: Path(tmp).write_text(self.to_json())
+        return Path(fn)
 
     @classmethod
     def load(cls, fn:str|Path) -> ModelCard:

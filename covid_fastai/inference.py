@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 from .imread import load_xray, to_rgb
-from .card import ModelCard
+from .card import ModelCard, whole_file
 
 # %% auto #0
 __all__ = ['DISCLAIMER', 'preprocess', 'probs_from_logits', 'ModelFileError', 'Predictor', 'learner_card', 'save_covid_model',
@@ -154,10 +154,8 @@ class Predictor:
 def learner_card(learn, # A `Learner` from `covid_learner` or `train_covid_learner` (or any classification `Learner`)
                 ) -> ModelCard:
     "The model card of `learn` (`learn.card`); for a `Learner` made some other way, what its `DataLoaders` show"
-    cb = next((c for c in learn.cbs if type(c).__name__ == 'ModelCardCallback'), None)
-    if cb is not None: return cb.card
-    from covid_fastai.learner import data_card
-    return data_card(learn.dls)
+    from covid_fastai.learner import find_card, data_card
+    return find_card(learn) or data_card(learn.dls)
 
 def _versions():
     import torch, covid_fastai
@@ -167,18 +165,13 @@ def save_covid_model(learn, # A trained `Learner` from `covid_learner` or `train
                      out:str|Path, # Output folder (created)
                     ) -> Path:
     "Save `learn` as `model.safetensors` (weights) and `model.json` (its model card, with its validation metrics) in `out`, each written whole or not at all"
-    import os, tempfile
     from safetensors.torch import save_model
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     card = learner_card(learn)
     with learn.no_bar(): vals = learn.validate()
     card.metrics['valid'] = dict(zip(['loss'] + [m.name for m in learn.metrics], map(float, vals)))
     card.versions = _versions()
-    fd, tmp = tempfile.mkstemp(dir=out, prefix='model.safetensors', suffix='.part'); os.close(fd)
-    try:
-        save_model(learn.model, tmp)
-        os.replace(tmp, out/'model.safetensors')
-    finally: Path(tmp).unlink(missing_ok=True)
+    with whole_file(out/'model.safetensors') as tmp: save_model(learn.model, tmp)
     card.save(out/'model.json')
     return out
 

@@ -19,7 +19,7 @@ from .registry import lookup
 # %% auto #0
 __all__ = ['LOSSES', 'OPTIMIZERS', 'SCHEDULES', 'NamedAccumMetric', 'per_class_f1_multi', 'covid_metrics', 'BalancedFocalLoss',
            'BalancedFocalLossFlat', 'covid_loss', 'covid_opt', 'fit_schedule', 'on_gpu', 'cpu_has_amx', 'data_card',
-           'weights_source', 'ModelCardCallback', 'PlainTensors', 'DeviceMixedPrecision', 'covid_learner',
+           'weights_source', 'ModelCardCallback', 'find_card', 'PlainTensors', 'DeviceMixedPrecision', 'covid_learner',
            'EpochLogger', 'covid_callbacks', 'find_lr']
 
 # %% ../nbs/09_learner.ipynb #4274e292
@@ -171,12 +171,20 @@ class ModelCardCallback(Callback):
     order = -50
     def __init__(self, card:ModelCard): self.card = card
 
+def find_card(learn:Learner, # Any `Learner`
+              attach:bool=False, # Give a `Learner` without one a card made from its `DataLoaders` (`data_card`)
+             ) -> ModelCard|None:
+    "The model card a `Learner` keeps in its `ModelCardCallback` (`None` if it has none and not `attach`)"
+    cb = first(c for c in learn.cbs if isinstance(c, ModelCardCallback))
+    if cb is None and attach: learn.add_cb(cb := ModelCardCallback(data_card(learn.dls)))
+    return cb.card if cb is not None else None
+
 @patch(as_prop=True)
 def card(self:Learner) -> ModelCard:
     "The model card of a `Learner` made by `covid_learner`"
-    cb = first(c for c in self.cbs if isinstance(c, ModelCardCallback))
-    if cb is None: raise AttributeError("This Learner has no model card: make it with covid_learner")
-    return cb.card
+    card = find_card(self)
+    if card is None: raise AttributeError("This Learner has no model card: make it with covid_learner")
+    return card
 
 # %% ../nbs/09_learner.ipynb #4e98baf2
 def _plain(b): return tuple(o.as_subclass(Tensor) if isinstance(o, TensorBase) else o for o in b)

@@ -94,7 +94,7 @@ def fit_recipe(learn:Learner, # A Learner from `covid_learner`
         row.update({k: v for k, v in last.items() if k not in ('stage', 'epoch', 'time')}, seconds=round(time.perf_counter() - t0, 1))
         rows.append(row)
     log.stage_table = pd.DataFrame(rows)
-    card = first(c.card for c in learn.cbs if isinstance(c, ModelCardCallback))
+    card = find_card(learn)
     if card is not None:
         card.recipe.update(name=recipe, epochs=eps_, lr=[l.stop if isinstance(l, slice) else l for l in lrs], lr_mult=lr_mult,
                            schedule=schedule, stages=[{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
