@@ -209,7 +209,9 @@ def _read_table(df, path):
     if isinstance(df, pd.DataFrame): return df.copy(), Path(path) if path is not None else Path('.')
     fn = Path(df).expanduser()
     if not fn.exists(): raise FileNotFoundError(f"Label file not found: {fn}")
-    return pd.read_csv(fn), Path(path) if path is not None else fn.parent
+    try: tab = pd.read_csv(fn, encoding_errors='surrogateescape')  # file names that are not UTF-8 keep their bytes
+    except pd.errors.EmptyDataError: raise ValueError(f"The table {fn} is empty: expected a header (path,label[,patient,split]) and one row per image") from None
+    return tab, Path(path) if path is not None else fn.parent
 
 def _need_cols(df, cols, what):
     miss = [c for c in cols if c is not None and c not in df.columns]
@@ -217,6 +219,32 @@ def _need_cols(df, cols, what):
                             f"Name the right ones with fn_col=, label_col=, patient_col=")
 
 # %% ../nbs/03_data.ipynb #0a5deb61
+def _detect_delim(raw:pd.Series, what:str) -> str:
+    "'|' or ';' when it only joins labels that are also seen alone (multi-label), '' when no label has one; an error when ambiguous"
+    for d in ('|', ';'):
+        joined = raw[raw.str.contains(d, regex=False)]
+        if not len(joined): continue
+        alone = set(raw[~raw.str.contains(d, regex=False)].str.strip())
+        odd = sorted({x.strip() for l in joined for x in l.split(d)} - alone)
+        if not odd: return d
+        eg = ', '.join(repr(l) for l in joined.unique()[:3])
+        raise ValueError(f"{what} has labels with {d!r} ({eg}) whose parts {odd[:5]} are not labels of their own: pass "
+                         f"label_delim={d!r} if they are several labels of one image (multi-label), or label_delim='' if {d!r} is part of a label")
+    return ''
+
+def _dedup(df:pd.DataFrame, what:str) -> pd.DataFrame:
+    "`df` with repeated rows of one file dropped (with a warning); an error naming the files listed with different labels"
+    key = df.fname.map(str)
+    dup = key.duplicated(keep=False)
+    if not dup.any(): return df
+    labels = df[dup].groupby(key[dup]).label.nunique()
+    conflict = labels[labels > 1].index.tolist()
+    if conflict:
+        raise ValueError(f"{what} lists {len(conflict)} file(s) more than once with different labels, e.g. "
+                         + '; '.join(f"{show_path(f)}: {sorted(df.label[key == f].unique())}" for f in conflict[:3]))
+    warnings.warn(f"{what} lists {int(dup.sum() - key[dup].nunique())} file(s) twice with the same label: each is kept once")
+    return df[~key.duplicated()].reset_index(drop=True)
+
 def table_layout(df:pd.DataFrame|str|Path, # A DataFrame, or a CSV file
                  path:str|Path|None=None, # Folder the file paths are relative to; the CSV's folder by default
                  fn_col:str='path', # Column of image file paths
@@ -225,7 +253,7 @@ def table_layout(df:pd.DataFrame|str|Path, # A DataFrame, or a CSV file
                  split_col:str|None=None, # Column of splits ('train', 'valid'/'val', 'test')
                  filters:dict|None=None, # Keep rows where column == value (or is in a list of values)
                  label_fn:Callable|dict|None=None, # Maps raw labels to classes (a dict or a function; mapping to `None` drops the row)
-                 label_delim:str|None=None, # Separator of multi-label labels; detected ('|' or ';') when `None`; '' for single labels
+                 label_delim:str|None=None, # Separator of multi-label labels; `None`: '|' or ';' when it only joins labels also seen alone; '' for single labels
                  check_files:bool=True, # Fail if any file is missing
                 ) -> Layout:
     "The labelled images listed in a table (CSV or DataFrame)"
@@ -236,15 +264,16 @@ def table_layout(df:pd.DataFrame|str|Path, # A DataFrame, or a CSV file
     for col, v in (filters or {}).items():
         df = df[df[col].isin(v if isinstance(v, (list, tuple, set)) else [v])]
     df = df[df[label_col].notna()]
+    if not len(df): raise ValueError(f"{what} lists no labelled images" + (f" matching {filters}" if filters else ''))
     raw = df[label_col].astype(str)
-    if label_delim is None:
-        label_delim = first(d for d in ('|', ';') if raw.str.contains(d, regex=False).any())
+    if label_delim is None: label_delim = _detect_delim(raw, what)
     fnames = [(path/p) if not Path(p).is_absolute() else Path(p) for p in df[fn_col].astype(str)]
     pats = df[patient_col].astype(str).tolist() if patient_col else None
     splits = df[split_col].astype(str).str.lower().replace({'val': 'valid', 'validation': 'valid'}).tolist() if split_col else None
     if label_delim and label_delim != LABEL_DELIM:  # one separator inside the library, whatever the table used
         raw = raw.map(lambda l: LABEL_DELIM.join(x.strip() for x in l.split(label_delim)))
-    lay = Layout(path, _layout_df(fnames, raw.tolist(), pats, splits), multi_label=bool(label_delim),
+    ldf = _dedup(_layout_df(fnames, raw.tolist(), pats, splits), what)
+    lay = Layout(path, ldf, multi_label=bool(label_delim),
                  grouping=f"column {patient_col!r}" if patient_col else None, split_method='column' if split_col else None)
     if label_fn is not None: lay = map_labels(lay, label_fn)
     if check_files:
@@ -340,6 +369,7 @@ def patient_overlap(lay:Layout, # A split layout with patients
 # %% ../nbs/03_data.ipynb #491e016d
 def read_layout(src, # A data folder, a CSV file or DataFrame (see `table_layout`), or a `Layout`
                 patient_re:str|None='auto', # For a folder: regex reading patient ids from file names ('auto': NIH-style names)
+                check_files:bool=True, # For a table: fail when a listed file is missing (`False`: the image check reports it)
                 **kwargs # For a table: arguments of `table_layout` (`fn_col`, `label_col`, `patient_col`, ...)
                ) -> Layout:
     "The first step of the data path: `src` as a `Layout`"
@@ -348,6 +378,6 @@ def read_layout(src, # A data folder, a CSV file or DataFrame (see `table_layout
         if 'split_col' not in kwargs:  # a `split` column is used when there is one
             cols = src.columns if isinstance(src, pd.DataFrame) else pd.read_csv(Path(src).expanduser(), nrows=0).columns
             if 'split' in cols: kwargs['split_col'] = 'split'
-        return table_layout(src, **kwargs)
+        return table_layout(src, check_files=check_files, **kwargs)
     if kwargs: raise TypeError(f"Arguments {sorted(kwargs)} are for a table (CSV), but {src} is a folder")
     return folder_layout(src, patient_re=patient_re)

@@ -21,12 +21,13 @@ __all__ = ['test_layout', 'map_probs', 'as_predictor', 'Evaluation']
 # %% ../nbs/16_evaluation.ipynb #801d0965
 def test_layout(test, # Folder, CSV file, DataFrame or `Layout` of labelled test images
                 path:str|Path|None=None, # Table: folder the file paths are relative to (the CSV's folder by default)
+                check_files:bool=True, # Table: fail when a listed file is missing (`False`: leave it to the image check)
                 **kwargs # Table: other arguments of `table_layout` (`fn_col`, `label_col`, `label_delim`, ...)
                ):
     "The labelled images of `test` as a `Layout` (only its `test` split if it has one)"
     from covid_fastai.data import read_layout
     is_table = isinstance(test, pd.DataFrame) or (isinstance(test, (str, Path)) and Path(test).suffix.lower() in ('.csv', '.tsv'))
-    lay = read_layout(test, path=path, **kwargs) if is_table else read_layout(test)
+    lay = read_layout(test, path=path, check_files=check_files, **kwargs) if is_table else read_layout(test)
     if lay.is_split and (lay.df.split == 'test').any(): lay = lay.new(lay.df[lay.df.split == 'test'])
     if not len(lay.df): raise ValueError(f"No labelled test images in {test}")
     return lay
@@ -112,7 +113,7 @@ class Evaluation:
         "Predict once with `model` on the labelled images of `test`"
         from covid_fastai.images import inspect_images
         pred = as_predictor(model)
-        lay = test_layout(test, **kwargs)
+        lay = test_layout(test, check_files=not skip_unreadable, **kwargs)  # missing files are skipped like unreadable ones
         df = lay.df[['fname', 'label']].copy()
         df['fname'] = df.fname.astype(str)
         info = inspect_images(df.fname.tolist(), progress=progress)

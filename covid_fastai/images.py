@@ -10,12 +10,13 @@ import io, hashlib
 from fastai.vision.all import *
 from PIL import Image, UnidentifiedImageError
 from .imread import *
-_all_ = ['ImageReadError', 'scale_to_uint8', 'to_rgb', 'DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'is_dicom', 'read_dicom', 'write_dicom', 'load_xray']
+_all_ = ['ImageReadError', 'scale_to_uint8', 'to_rgb', 'DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'is_dicom', 'read_dicom', 'write_dicom', 'load_xray', 'show_path', 'regular_file', 'image_dims', 'walk_files']
 
 # %% auto #0
 __all__ = ['XRAY_EXTENSIONS', 'XrayImage', 'XrayBlock', 'get_xray_files', 'inspect_image', 'inspect_images', 'near_duplicates',
            'cross_split_duplicates', 'find_unreadable', 'make_synthetic_xrays', 'ImageReadError', 'scale_to_uint8',
-           'to_rgb', 'DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'is_dicom', 'read_dicom', 'write_dicom', 'load_xray']
+           'to_rgb', 'DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'is_dicom', 'read_dicom', 'write_dicom', 'load_xray',
+           'show_path', 'regular_file', 'image_dims', 'walk_files']
 
 # %% ../nbs/02_images.ipynb #2c0221ff
 class XrayImage(PILImage):
@@ -44,8 +45,8 @@ def get_xray_files(path, # Folder to search
                    recurse:bool=True, # Search sub-folders too
                    folders:list|None=None, # Only these sub-folders
                   ) -> L:
-    "Image and DICOM files under `path`, sorted"
-    return get_files(path, extensions=XRAY_EXTENSIONS, recurse=recurse, folders=folders)
+    "Image and DICOM files under `path`, sorted: regular files only, folder links followed only inside `path` (see `walk_files`)"
+    return L(walk_files(path, extensions=XRAY_EXTENSIONS, recurse=recurse, folders=folders))
 
 # %% ../nbs/02_images.ipynb #4b153da2
 def inspect_image(fn, # Image or DICOM file
@@ -54,6 +55,7 @@ def inspect_image(fn, # Image or DICOM file
     import imagehash
     d = dict(fname=fn, ok=False, error='', width=0, height=0, mode='', md5='', phash=None)
     try:
+        image_dims(fn)  # a regular file within the pixel limit, before anything is read or decoded
         data = Path(fn).read_bytes()
         d['md5'] = hashlib.md5(data).hexdigest()
         if is_dicom(fn):
@@ -67,6 +69,9 @@ def inspect_image(fn, # Image or DICOM file
         d['phash'] = int(str(imagehash.phash(to_rgb(im).convert('L'))), 16)
         d['ok'] = True
     except UnidentifiedImageError: d['error'] = "UnidentifiedImageError: not an image file that Pillow or pydicom can read"
+    except ImageReadError as e:
+        d['error'] = ("UnidentifiedImageError: not an image file that Pillow or pydicom can read"
+                      if isinstance(e.__cause__, UnidentifiedImageError) else f"ImageReadError: {e}")
     except Exception as e: d['error'] = f"{type(e).__name__}: {e}"
     return d
 
