@@ -10,22 +10,12 @@ import json, os, tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
+from .outputs import whole_file  # the model files are written whole or not at all
 
 # %% auto #0
-__all__ = ['LABEL_DELIM', 'CARD_FORMAT', 'whole_file', 'ModelCard']
+__all__ = ['LABEL_DELIM', 'CARD_FORMAT', 'ModelCard']
 
 # %% ../nbs/08_card.ipynb #02ab0461
-@contextmanager
-def whole_file(fn:str|Path, # The file to write
-              ):
-    "Yield a temporary path beside `fn` to write to; it replaces `fn` only if the block succeeds (else it is removed, and `fn` is left as it was)"
-    fn = Path(fn); fn.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=fn.parent, prefix=fn.name, suffix='.part'); os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, fn)
-    finally: Path(tmp).unlink(missing_ok=True)
-
 LABEL_DELIM = '|'  # The one separator of multi-label labels, in layouts, model cards, predictions and reports
 CARD_FORMAT = 'covid-fastai/2'
 
@@ -51,6 +41,7 @@ class ModelCard:
     split: dict = field(default_factory=dict)    # How the data was split: method, grouping, seed, counts per split and class
     metrics: dict = field(default_factory=dict)  # 'valid' and 'test' metrics
     versions: dict = field(default_factory=dict) # covid-fastai, torch, Python versions at save time
+    weights_sha256: str|None = None # SHA-256 of `model.safetensors`, checked when it is loaded
     format: str = CARD_FORMAT     # Version of this record
 
     @property
@@ -77,7 +68,34 @@ class ModelCard:
         out = cls(**{k: v for k, v in d.items() if k in names})
         if d.get('n_out') is not None and int(d['n_out']) != out.n_out:
             raise ValueError(f"The model card has n_out={d['n_out']} but {out.n_out} classes")
-        return out
+        return out.validate()
+
+    def validate(self) -> ModelCard:
+        "`self` if every field has a type and value inference can use; `ValueError` naming the first field that has not"
+        import math
+        def bad(field, why): raise ValueError(f"The model card is not valid: {field} {why} (got {getattr(self, field)!r})")
+        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        c = self.classes
+        if not isinstance(c, list) or not c or not all(isinstance(x, str) and x.strip() for x in c): bad('classes', 'must be a list of names')
+        if len(set(c)) != len(c): bad('classes', 'must not repeat a name')
+        if len(c) < (1 if self.multi_label else 2): bad('classes', 'must name at least two classes')
+        if not (isinstance(self.size, int) and not isinstance(self.size, bool) and 8 <= self.size <= 4096): bad('size', 'must be a whole number of pixels from 8 to 4096')
+        for f in ('mean', 'std'):
+            v = getattr(self, f)
+            if not (isinstance(v, list) and len(v) == 3 and all(map(num, v))): bad(f, 'must be three numbers')
+        if not all(s > 0 for s in self.std): bad('std', 'must be positive')
+        if not (num(self.temperature) and self.temperature > 0): bad('temperature', 'must be a positive number')
+        if not (num(self.thresh) and 0 < self.thresh < 1): bad('thresh', 'must be between 0 and 1')
+        if not isinstance(self.multi_label, bool): bad('multi_label', 'must be true or false')
+        if not isinstance(self.tta, bool): bad('tta', 'must be true or false')
+        if not (isinstance(self.label_delim, str) and self.label_delim): bad('label_delim', 'must be a non-empty string')
+        if self.multi_label and any(self.label_delim in x for x in c): bad('classes', f'must not contain the label separator {self.label_delim!r}')
+        w = self.window
+        if w is not None and not isinstance(w, str) and not (isinstance(w, list) and len(w) == 2 and all(map(num, w)) and w[0] > 0):
+            bad('window', 'must be a DICOM window name or [width, level]')
+        if self.weights_sha256 is not None and not (isinstance(self.weights_sha256, str) and len(self.weights_sha256) == 64):
+            bad('weights_sha256', 'must be 64 hexadecimal digits')
+        return self
 
     def to_json(self) -> str: return json.dumps(self.to_dict(), indent=2, default=_jsonable)
     @classmethod

@@ -6,7 +6,7 @@ Docs: https://covid-fastai.github.io/covid-fastai/inference.html.md"""
 
 # %% ../nbs/13_inference.ipynb #bfcfe155
 from __future__ import annotations
-import io, json, platform
+import io, json, os, platform
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -171,12 +171,29 @@ def save_covid_model(learn, # A trained `Learner` from `covid_learner` or `train
     with learn.no_bar(): vals = learn.validate()
     card.metrics['valid'] = dict(zip(['loss'] + [m.name for m in learn.metrics], map(float, vals)))
     card.versions = _versions()
-    with whole_file(out/'model.safetensors') as tmp: save_model(learn.model, tmp)
+    with whole_file(out/'model.safetensors') as tmp:
+        save_model(learn.model, tmp)
+        card.weights_sha256 = _sha256(tmp)
     card.save(out/'model.json')
     return out
 
 # %% ../nbs/13_inference.ipynb #10e24eb1
 _PICKLE_SUFFIXES = {'.pkl', '.pickle', '.pth', '.pt', '.bin'}
+
+def _sha256(fn) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    with open(fn, 'rb') as f:
+        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
+    return h.hexdigest()
+
+def _inside_file(fn:Path, folder:Path, what:str) -> Path:
+    "`fn` if it is a regular file inside `folder` (links included, when they stay inside); `ModelFileError` otherwise"
+    real, top = os.path.realpath(fn), os.path.realpath(folder)
+    if os.path.commonpath([real, top]) != top: raise ModelFileError(f"The {what} {fn} leads outside the model folder {folder} (to {real}): refused")
+    if not os.path.exists(real): raise ModelFileError(f"The {what} {fn} is missing")
+    if not os.path.isfile(real): raise ModelFileError(f"The {what} {fn} is not a regular file")
+    return Path(real)
 
 def _is_pickle(p:Path) -> bool:
     if p.suffix.lower() in _PICKLE_SUFFIXES: return True
@@ -184,6 +201,7 @@ def _is_pickle(p:Path) -> bool:
     return head[:1] == b'\x80' or head[:2] == b'PK'
 
 def _read_meta(p:Path) -> dict:
+    _inside_file(p, p.parent, 'model description')
     try: meta = json.loads(p.read_text())
     except (ValueError, UnicodeDecodeError) as e: raise ModelFileError(f"{p} is not a valid model description (JSON): {e}") from None
     if not isinstance(meta, dict): raise ModelFileError(f"{p} is not a covid-fastai model description")
@@ -194,8 +212,10 @@ def _read_meta(p:Path) -> dict:
 
 def _load_safe(p:Path) -> Predictor:
     card = _read_meta(p)
-    wfn = p.parent/'model.safetensors'
-    if not wfn.exists(): raise ModelFileError(f"The weights {wfn} of {p} are missing")
+    wfn = _inside_file(p.parent/'model.safetensors', p.parent, 'weights file')
+    if card.weights_sha256 is not None and _sha256(wfn) != card.weights_sha256:
+        raise ModelFileError(f"The weights {p.parent/'model.safetensors'} are not the ones {p.name} was saved with (SHA-256 differs): "
+                             f"changed, corrupt, or from another model")
     from safetensors.torch import load_model as st_load
     from covid_fastai.models import create_covid_model
     model = create_covid_model(card.arch, card.n_out, pretrained=False, head_sizes=card.head_sizes, head_dropout=card.head_dropout)
@@ -213,13 +233,15 @@ def _load_onnx(p:Path, threads=None) -> Predictor:
     except ImportError: raise ModelFileError("Running an ONNX file needs onnxruntime: pip install onnxruntime") from None
     so = ort.SessionOptions()
     if threads: so.intra_op_num_threads, so.inter_op_num_threads = int(threads), 1
+    if not p.is_file(): raise ModelFileError(f"{p} is not a regular file")
     try: sess = ort.InferenceSession(str(p), so, providers=['CPUExecutionProvider'])
     except Exception as e: raise ModelFileError(f"{p} is not a valid ONNX model (truncated or not ONNX?): {str(e)[:300]}") from None
     raw = sess.get_modelmeta().custom_metadata_map.get('covid_fastai')
     if raw is None: raise ModelFileError(f"{p} has no covid-fastai description: export it with `export_onnx`")
     try: card = ModelCard.from_json(raw)
     except (TypeError, ValueError) as e: raise ModelFileError(f"{p}: its model card is not valid: {e}") from None
-    name = sess.get_inputs()[0].name
+    name, n_out = sess.get_inputs()[0].name, sess.get_outputs()[0].shape[-1]
+    if n_out != card.n_out: raise ModelFileError(f"{p}: the model has {n_out} outputs but its card names {card.n_out} classes {card.classes}")
     pred = Predictor(lambda x: sess.run(None, {name: x})[0], card, backend='onnx')
     pred.path = p
     return pred
@@ -231,6 +253,7 @@ def load_covid_model(path:str|Path, # Safe model folder, its `model.json`/`model
     "Load a saved model as a `Predictor`, without unpickling anything unless `allow_pickle`"
     p = Path(path).expanduser()
     if not p.exists(): raise ModelFileError(f"No model at {p}")
+    if not (p.is_dir() or p.is_file()): raise ModelFileError(f"{p} is not a regular file or folder")
     if p.is_dir():
         if (p/'model.json').exists(): p = p/'model.json'
         elif (p/'model.onnx').exists(): p = p/'model.onnx'
@@ -264,13 +287,14 @@ def export_onnx(src, # A `Predictor` with a PyTorch model, a `Learner`, or a sav
     model = model.float().cpu()
     x = torch.zeros(1, 3, pred.size, pred.size)
     import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        torch.onnx.export(model, (x,), str(fn), input_names=['image'], output_names=['logits'], opset_version=opset,
-                          dynamic_axes={'image': {0: 'batch'}, 'logits': {0: 'batch'}}, dynamo=False)
-    model.to(dev)
-    m = onnx.load(str(fn))
     from dataclasses import replace
-    m.metadata_props.add(key='covid_fastai', value=replace(pred.card, versions=_versions()).to_json())  # the whole model card
-    onnx.save(m, str(fn))
+    with whole_file(fn) as tmp:   # written whole or not at all
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            torch.onnx.export(model, (x,), tmp, input_names=['image'], output_names=['logits'], opset_version=opset,
+                              dynamic_axes={'image': {0: 'batch'}, 'logits': {0: 'batch'}}, dynamo=False)
+        model.to(dev)
+        m = onnx.load(tmp)
+        m.metadata_props.add(key='covid_fastai', value=replace(pred.card, versions=_versions(), weights_sha256=None).to_json())  # the whole model card
+        onnx.save(m, tmp)
     return fn
