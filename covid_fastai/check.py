@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from fastai.vision.all import *
 from .images import *
 from .data import *
+from .outputs import write_text, write_csv
 
 # %% auto #0
 __all__ = ['DatasetReport', 'check_dataset', 'checked_layout', 'warn_split_leaks']
@@ -93,9 +94,9 @@ def check_dataset(src, # Data folder or `Layout`
                         columns=['a', 'b', 'distance', 'split_a', 'split_b'])
     rep = DatasetReport(lay, info, min_size, near)
     if save is not None:
-        save = Path(save); save.parent.mkdir(parents=True, exist_ok=True)
-        save.with_suffix('.md').write_text(rep.summary())
-        info.to_csv(save.with_suffix('.csv'), index=False)
+        save = Path(save)   # each file written whole or not at all
+        write_csv(info, save.with_suffix('.csv'))
+        write_text(save.with_suffix('.md'), rep.summary())
     return rep
 
 # %% ../nbs/04_check.ipynb #e42e8dd0

@@ -9,19 +9,62 @@ __all__ = ['COMMANDS', 'covid_fastai_train', 'covid_fastai_evaluate', 'covid_fas
            'covid_fastai_check_data', 'covid_fastai_resize', 'covid_fastai_augment', 'covid_fastai_serve', 'main']
 
 # %% ../nbs/22_cli.ipynb #385464a1
-import sys  # no `from __future__ import annotations`: fastcore's parser needs real types in the delegated signature
+import sys, signal  # no `from __future__ import annotations`: fastcore's parser needs real types in the delegated signature
+from contextlib import contextmanager
 from pathlib import Path
 from fastcore.script import call_parse, bool_arg, parse_cli
 from .config import parse_label_map, _delegates_config
 
 # %% ../nbs/22_cli.ipynb #1e89299d
+for _s in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed as \xNN instead of failing the command
+    if hasattr(_s, 'reconfigure'): _s.reconfigure(errors='backslashreplace')
+
+_INTERRUPTED = []  # set by the Ctrl-C handler: a KeyboardInterrupt swallowed somewhere (a `__del__`, a worker) still stops the run
+
+def _on_sigint(signum, frame):
+    _INTERRUPTED.append(signum)
+    raise KeyboardInterrupt
+
+def _interrupted(cmd:str):
+    print(f"covid-fastai {cmd}: interrupted; outputs left as they were before this run", file=sys.stderr)
+    sys.exit(130)
+
+@contextmanager
+def _interruptible(cmd:str):
+    "Run the block with Ctrl-C turned into one line on stderr and exit status 130"
+    import threading
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, _on_sigint) if main else None
+    try: yield
+    except KeyboardInterrupt: _interrupted(cmd)
+    finally:
+        if main: signal.signal(signal.SIGINT, old)
+
+def _stop_on_interrupt():
+    "A fastai callback that stops training at the next batch once Ctrl-C was pressed"
+    from fastai.callback.core import Callback
+    class StopOnInterrupt(Callback):
+        order = -100
+        def before_batch(self):
+            if _INTERRUPTED: raise KeyboardInterrupt
+        after_epoch = before_batch
+    return StopOnInterrupt()
+
+def _check_interrupt():
+    if _INTERRUPTED: raise KeyboardInterrupt
+
+def _one_line(msg:str, limit:int=600) -> str:
+    "`msg` on one line, cut at a word boundary after `limit` characters"
+    lines = [l.strip() for l in msg.splitlines() if l.strip()]
+    msg = '; '.join(lines)
+    if len(msg) > limit: msg = msg[:msg.rfind(' ', 0, limit) if ' ' in msg[:limit] else limit].rstrip(' ;,') + ' ... (--debug for everything)'
+    return msg
+
 def _fail(cmd:str, e:BaseException, debug:bool):
-    "Report `e` on one line of stderr and exit 1 (or re-raise it with `debug`)"
+    "Report `e` on one line of stderr and exit 1 (or re-raise it with `debug`); after Ctrl-C, exit 130"
+    if _INTERRUPTED or isinstance(e, KeyboardInterrupt): _interrupted(cmd)   # e.g. 'DataLoader worker exited unexpectedly'
     if debug: raise e
-    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-    msg = '; '.join(lines) or type(e).__name__
-    if len(msg) > 600: msg = msg[:600] + ' ... (--debug for everything)'
-    print(f"covid-fastai {cmd}: error: {msg}", file=sys.stderr)
+    print(f"covid-fastai {cmd}: error: {_one_line(str(e)) or type(e).__name__}", file=sys.stderr)
     sys.exit(1)
 
 def _outside(out:Path, inputs:list, what:str='output'):
@@ -52,29 +95,34 @@ def covid_fastai_train(
     **kwargs
 ):
     "Train a COVID-19 / pneumonia classifier on chest images, save it safely and report on it (research use only, not for diagnosis)"
-    try:
-        data = _data_arg(path)
-        outp = _outside(out, [data], 'output folder')
-        from covid_fastai.train import train_covid_learner
-        from covid_fastai.inference import save_covid_model, DISCLAIMER
-        outp.mkdir(parents=True, exist_ok=True)
-        (outp/'history.csv').unlink(missing_ok=True)
-        if kwargs.get('history') is None: kwargs['history'] = str(outp/'history.csv')
-        learn = train_covid_learner(Path(path).expanduser(), **kwargs)
-        learn.stages.to_csv(outp/'stages.csv', index=False)
-        if calibrate:
-            from covid_fastai.calibration import calibrate_learner
-            c = calibrate_learner(learn)
-            print(f"Temperature {c['temperature']:.3f}: validation ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}")
-        learn.card.recipe['data'] = Path(path).name
-        save_covid_model(learn, outp)
-        if report:
-            from covid_fastai.report import evaluate
-            lay = learn.dls.layout
-            on_test = bool(lay.test_items)
-            test = lay if on_test else lay.new(lay.subset('valid'))
-            evaluate(learn, test, outp/'report', title=f"{learn.card.arch} on the {'test' if on_test else 'validation'} images of {Path(path).name}")
-    except Exception as e: _fail('train', e, debug)
+    with _interruptible('train'):
+        try:
+            data = _data_arg(path)
+            outp = _outside(out, [data], 'output folder')
+            from covid_fastai.train import train_covid_learner
+            from covid_fastai.inference import save_covid_model, DISCLAIMER
+            from covid_fastai.outputs import output_folder, write_csv
+            with output_folder(outp, 'model.json') as tmp:   # OUT appears whole when everything succeeded; else it is left as it was
+                if kwargs.get('history') is None: kwargs['history'] = str(tmp/'history.csv')
+                learn = train_covid_learner(Path(path).expanduser(), cbs=[_stop_on_interrupt()], **kwargs)
+                _check_interrupt()
+                write_csv(learn.stages, tmp/'stages.csv')
+                if calibrate:
+                    from covid_fastai.calibration import calibrate_learner
+                    c = calibrate_learner(learn)
+                    print(f"Temperature {c['temperature']:.3f}: validation ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}")
+                learn.card.recipe['data'] = Path(path).name
+                cfg = learn.card.recipe.get('config') or {}
+                if cfg.get('history') == str(tmp/'history.csv'): cfg['history'] = 'history.csv'   # in the model folder, not the temporary one
+                save_covid_model(learn, tmp)
+                if report:
+                    from covid_fastai.report import evaluate
+                    lay = learn.dls.layout
+                    on_test = bool(lay.test_items)
+                    test = lay if on_test else lay.new(lay.subset('valid'))
+                    evaluate(learn, test, tmp/'report', title=f"{learn.card.arch} on the {'test' if on_test else 'validation'} images of {Path(path).name}")
+                _check_interrupt()
+        except Exception as e: _fail('train', e, debug)
     m = learn.card.metrics
     print(f"Saved to {outp}: validation {m.get('valid')}" + (f", test {m['test']}" if m.get('test') else ''))
     if report: print(f"Report: {outp/'report'/'report.html'} ({'test' if on_test else 'validation'} images)")
@@ -96,16 +144,17 @@ def covid_fastai_evaluate(
     debug:bool=False, # Show the full traceback on errors
 ):
     "Evaluate a saved model on labelled images: metrics with confidence intervals, plots and report.html (research use only)"
-    try:
-        if not Path(test).expanduser().exists(): raise FileNotFoundError(f"No such test folder or file: {test}")
-        tdir = Path(test).expanduser() if Path(test).is_dir() else Path(test).expanduser().parent
-        outp = _outside(out, [tdir, model], 'report folder')
-        from covid_fastai.inference import load_covid_model, DISCLAIMER
-        from covid_fastai.report import evaluate
-        pred = load_covid_model(model, allow_pickle=allow_pickle)
-        m = evaluate(pred, test, outp, label_map=parse_label_map(label_map), cam=None if cam == 'none' else cam, n_boot=n_boot,
-                     seed=seed, skip_unreadable=skip_unreadable, bs=bs)
-    except Exception as e: _fail('evaluate', e, debug)
+    with _interruptible('evaluate'):
+        try:
+            if not Path(test).expanduser().exists(): raise FileNotFoundError(f"No such test folder or file: {test}")
+            tdir = Path(test).expanduser() if Path(test).is_dir() else Path(test).expanduser().parent
+            outp = _outside(out, [tdir, model], 'report folder')
+            from covid_fastai.inference import load_covid_model, DISCLAIMER
+            from covid_fastai.report import evaluate
+            pred = load_covid_model(model, allow_pickle=allow_pickle)
+            m = evaluate(pred, test, outp, label_map=parse_label_map(label_map), cam=None if cam == 'none' else cam, n_boot=n_boot,
+                         seed=seed, skip_unreadable=skip_unreadable, bs=bs)
+        except Exception as e: _fail('evaluate', e, debug)
     ci = m.get('ci', {})
     print(f"{m['n']} images, classes {m['classes']}: accuracy {m['accuracy']:.3f} {ci.get('accuracy')}, "
           f"macro F1 {m['macro_f1']:.3f} {ci.get('macro_f1')}, macro AUC {m['macro_auc'] or float('nan'):.3f}")
@@ -114,18 +163,27 @@ def covid_fastai_evaluate(
 
 # %% ../nbs/22_cli.ipynb #42d6bfd0
 def _image_files(inputs:list) -> list:
-    from covid_fastai.imread import DICOM_EXTENSIONS
+    from covid_fastai.imread import DICOM_EXTENSIONS, walk_files, regular_file
     exts = {'.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp'} | DICOM_EXTENSIONS
     files = []
     for x in inputs:
         p = Path(x).expanduser()
         if not p.exists(): raise FileNotFoundError(f"No such image file or folder: {p}")
         if p.is_dir():
-            found = sorted(f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in exts and not f.name.startswith('.'))
+            found = walk_files(p, exts)   # regular files only; folder links followed only inside p
             if not found: raise ValueError(f"No image files in folder {p}")
             files += found
-        else: files.append(p)
+        else: files.append(regular_file(p))
     return files
+
+def _heatmap_names(files:list) -> list:
+    "A distinct heatmap file name per input: `<stem>_gradcam.png`, numbered when two inputs share a stem"
+    stems = [Path(f).stem for f in files]
+    seen, out = {}, []
+    for s in stems:
+        k = seen[s] = seen.get(s, 0) + 1
+        out.append(f"{s}_gradcam.png" if stems.count(s) == 1 else f"{s}_{k}_gradcam.png")
+    return out
 
 @call_parse
 def covid_fastai_predict(
@@ -140,40 +198,46 @@ def covid_fastai_predict(
     debug:bool=False, # Show the full traceback on errors
 ):
     "Predict the class of chest images with a saved model; print a table and write a CSV (research use only, not for diagnosis)"
-    try:
-        from covid_fastai.inference import load_covid_model, DISCLAIMER
-        from covid_fastai.imread import load_xray, ImageReadError
-        if not images: raise ValueError("No images given: covid-fastai predict MODEL IMAGE_OR_FOLDER [...]")
-        files = _image_files(images)
-        outp = _outside(out, list(images) + [model], 'CSV file')
-        hdir = _outside(heatmaps, list(images) + [model], 'heatmap folder') if heatmaps else None
-        pred = load_covid_model(model, allow_pickle=allow_pickle, threads=threads)
-        if threads and pred.backend == 'torch':
-            import torch; torch.set_num_threads(threads)
-        if skip_unreadable:
-            bad = []
-            for f in files:
-                try: load_xray(f)
-                except ImageReadError as e: bad.append(f); print(f"skipped: {e}", file=sys.stderr)
-            files = [f for f in files if f not in bad]
-            if not files: raise ValueError("None of the images can be read")
-        df = pred.predict(files, names=[str(f) for f in files], bs=bs, progress=len(files) > bs)
-        outp.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(outp, index=False)
-        if hdir is not None:
-            import numpy as np
-            from PIL import Image
-            from covid_fastai.cam import cam_overlay
-            hdir.mkdir(parents=True, exist_ok=True)
-            for i in range(0, len(files), bs):
-                chunk = files[i:i+bs]
-                for f, h in zip(chunk, pred.heatmaps(chunk)):
-                    im = load_xray(f).resize((pred.size, pred.size))
-                    Image.fromarray(cam_overlay(np.asarray(im), h)).save(hdir/f"{Path(f).stem}_gradcam.png")
-    except Exception as e: _fail('predict', e, debug)
+    with _interruptible('predict'):
+        try:
+            from covid_fastai.inference import load_covid_model, DISCLAIMER
+            from covid_fastai.imread import load_xray, ImageReadError
+            if not images: raise ValueError("No images given: covid-fastai predict MODEL IMAGE_OR_FOLDER [...]")
+            files = _image_files(images)
+            outp = _outside(out, list(images) + [model], 'CSV file')
+            hdir = _outside(heatmaps, list(images) + [model], 'heatmap folder') if heatmaps else None
+            pred = load_covid_model(model, allow_pickle=allow_pickle, threads=threads)
+            if threads and pred.backend == 'torch':
+                import torch; torch.set_num_threads(threads)
+            if skip_unreadable:
+                bad = []
+                for f in files:
+                    try: load_xray(f)
+                    except ImageReadError as e: bad.append(f); print(f"skipped: {e}", file=sys.stderr)
+                files = [f for f in files if f not in bad]
+                if not files: raise ValueError("None of the images can be read")
+            df = pred.predict(files, names=[str(f) for f in files], bs=bs, progress=len(files) > bs)
+            _check_interrupt()
+            from covid_fastai.outputs import write_csv, output_folder
+            if hdir is not None:
+                import numpy as np
+                from PIL import Image
+                from covid_fastai.cam import cam_overlay
+                names = _heatmap_names(files)
+                with output_folder(hdir, 'heatmaps.csv') as tmp:
+                    for i in range(0, len(files), bs):
+                        chunk = files[i:i+bs]
+                        for f, n, h in zip(chunk, names[i:i+bs], pred.heatmaps(chunk)):
+                            im = load_xray(f).resize((pred.size, pred.size))
+                            Image.fromarray(cam_overlay(np.asarray(im), h)).save(tmp/n)
+                        _check_interrupt()
+                    write_csv(df[['file']].assign(heatmap=names), tmp/'heatmaps.csv')
+                df['heatmap'] = [str(hdir/n) for n in names]
+            write_csv(df, outp)   # whole or not at all
+        except Exception as e: _fail('predict', e, debug)
     import pandas as pd
     with pd.option_context('display.max_rows', 200, 'display.width', 160, 'display.float_format', '{:.4f}'.format):
-        print(df.assign(file=[Path(f).name for f in df.file]).to_string(index=False))
+        print(df.drop(columns='heatmap', errors='ignore').assign(file=[Path(f).name for f in df.file]).to_string(index=False))
     print(f"Predictions of {len(df)} images written to {outp}" + (f"; heatmaps in {hdir}" if hdir is not None else ''))
     print(DISCLAIMER)
 
@@ -188,19 +252,20 @@ def covid_fastai_export(
     debug:bool=False, # Show the full traceback on errors
 ):
     "Export a saved model to ONNX (for onnxruntime) and check that it predicts the same probabilities"
-    try:
-        import numpy as np
-        from covid_fastai.inference import load_covid_model, export_onnx, probs_from_logits
-        outp = _outside(out, [model], 'ONNX file')
-        pred = load_covid_model(model, allow_pickle=allow_pickle)
-        if pred.backend != 'torch': raise ValueError(f"{model} is already ONNX; export needs the safe model folder")
-        fn = export_onnx(pred, outp, opset=opset)
-        onx = load_covid_model(fn)
-        x = np.random.default_rng(0).normal(size=(4, 3, pred.size, pred.size)).astype(np.float32)
-        diff = float(np.abs(probs_from_logits(onx.run(x), pred.multi_label, pred.temperature)
-                            - probs_from_logits(pred.run(x), pred.multi_label, pred.temperature)).max())
-        if diff > tol: raise ValueError(f"ONNX and PyTorch probabilities differ by {diff:.2e} > {tol:.0e}")
-    except Exception as e: _fail('export', e, debug)
+    with _interruptible('export'):
+        try:
+            import numpy as np
+            from covid_fastai.inference import load_covid_model, export_onnx, probs_from_logits
+            outp = _outside(out, [model], 'ONNX file')
+            pred = load_covid_model(model, allow_pickle=allow_pickle)
+            if pred.backend != 'torch': raise ValueError(f"{model} is already ONNX; export needs the safe model folder")
+            fn = export_onnx(pred, outp, opset=opset)
+            onx = load_covid_model(fn)
+            x = np.random.default_rng(0).normal(size=(4, 3, pred.size, pred.size)).astype(np.float32)
+            diff = float(np.abs(probs_from_logits(onx.run(x), pred.multi_label, pred.temperature)
+                                - probs_from_logits(pred.run(x), pred.multi_label, pred.temperature)).max())
+            if diff > tol: raise ValueError(f"ONNX and PyTorch probabilities differ by {diff:.2e} > {tol:.0e}")
+        except Exception as e: _fail('export', e, debug)
     print(f"Wrote {fn} ({fn.stat().st_size/1e6:.1f} MB); largest probability difference from PyTorch on 4 inputs: {diff:.1e}")
 
 # %% ../nbs/22_cli.ipynb #19fe3d52
@@ -213,13 +278,14 @@ def covid_fastai_check_data(
     debug:bool=False, # Show the full traceback on errors
 ):
     "Check a data set: unreadable files, class balance, small images, duplicates and near duplicates across splits"
-    try:
-        data = _data_arg(path)
-        if save: _outside(save, [data], 'report')
-        from covid_fastai.check import check_dataset
-        from covid_fastai.data import read_layout
-        rep = check_dataset(read_layout(Path(path).expanduser()), min_size=min_size, max_dist=max_dist, save=save)
-    except Exception as e: _fail('check-data', e, debug)
+    with _interruptible('check-data'):
+        try:
+            data = _data_arg(path)
+            if save: _outside(save, [data], 'report')
+            from covid_fastai.check import check_dataset
+            from covid_fastai.data import read_layout
+            rep = check_dataset(read_layout(Path(path).expanduser()), min_size=min_size, max_dist=max_dist, save=save)
+        except Exception as e: _fail('check-data', e, debug)
     print(rep.summary())
     if rep.unreadable: sys.exit(3)
 
@@ -231,12 +297,13 @@ def covid_fastai_resize(
     debug:bool=False, # Show the full traceback on errors
 ):
     "Write downscaled copies of every image under SRC into DEST (the originals are not touched)"
-    try:
-        if not Path(src).is_dir(): raise FileNotFoundError(f"No such folder: {src}")
-        _outside(dest, [src], 'destination')
-        from covid_fastai.prep import resize_xrays
-        res = resize_xrays(src, dest, size=size)
-    except Exception as e: _fail('resize', e, debug)
+    with _interruptible('resize'):
+        try:
+            if not Path(src).is_dir(): raise FileNotFoundError(f"No such folder: {src}")
+            _outside(dest, [src], 'destination')
+            from covid_fastai.prep import resize_xrays
+            res = resize_xrays(src, dest, size=size)
+        except Exception as e: _fail('resize', e, debug)
     print(f"{int(res.result.isin(['done', 'skipped']).sum())} of {len(res)} images in {dest} (Lanczos, longest side {size} px)")
 
 @call_parse
@@ -247,15 +314,17 @@ def covid_fastai_augment(
     max_rotate:float=20., # Maximum rotation in degrees
     flip:bool_arg=True, # Random horizontal flips
     seed:int=42, # Random seed
+    skip_unreadable:bool=False, # Leave unreadable training images out (named in a warning) instead of stopping
     debug:bool=False, # Show the full traceback on errors
 ):
     "Grow a small data set: copy SRC to DEST with rotated and flipped copies of each training image"
-    try:
-        if not Path(src).is_dir(): raise FileNotFoundError(f"No such folder: {src}")
-        _outside(dest, [src], 'destination')
-        from covid_fastai.prep import augment_folder
-        augment_folder(src, dest, n_per_image=n_per_image, max_rotate=max_rotate, flip=flip, seed=seed)
-    except Exception as e: _fail('augment', e, debug)
+    with _interruptible('augment'):
+        try:
+            if not Path(src).is_dir(): raise FileNotFoundError(f"No such folder: {src}")
+            _outside(dest, [src], 'destination')
+            from covid_fastai.prep import augment_folder
+            augment_folder(src, dest, n_per_image=n_per_image, max_rotate=max_rotate, flip=flip, seed=seed, skip_unreadable=skip_unreadable)
+        except Exception as e: _fail('augment', e, debug)
 
 # %% ../nbs/22_cli.ipynb #b9c89e09
 @call_parse

@@ -12,6 +12,7 @@ from PIL import Image, ImageOps
 from .images import *
 from .data import Layout, AUGMENTED_CSV
 from .check import _unreadable_error
+from .outputs import output_folder, write_csv
 
 # %% auto #0
 __all__ = ['cache_name', 'resize_xray', 'resize_xrays', 'augment_image', 'augment_folder', 'cached_layout']
@@ -106,9 +107,10 @@ def augment_folder(src, # Folder of class folders, or of train/ valid/ [test/] w
                    flip:bool=True, # Random horizontal flips
                    seed:int=42, # Random seed
                    n_workers:int=defaults.cpus, # Parallel workers
+                   skip_unreadable:bool=False, # Leave out (and name in a warning) training images that cannot be read, instead of stopping
                   ) -> Path:
-    "Copy `src` to `dest` with `n_per_image` rotated/flipped copies of each (training) image, and record each copy's original in `augmented.csv`"
-    src, dest = _check_dest(src, dest)
+    "Copy `src` to `dest` with `n_per_image` rotated/flipped copies of each (training) image, and record each copy's original in `augmented.csv`; `dest` appears whole or not at all"
+    src, final = _check_dest(src, dest)
     files = get_xray_files(src)
     subs = {d.name.lower() for d in src.iterdir() if d.is_dir()}
     split = 'train' in subs
@@ -117,18 +119,22 @@ def augment_folder(src, # Folder of class folders, or of train/ valid/ [test/] w
         rel = fn.relative_to(src)
         out = dest/rel
         out.parent.mkdir(parents=True, exist_ok=True)
+        if split and rel.parts[0].lower() != 'train': shutil.copy2(fn, out); return []
+        try: copies = augment_image(fn, out.with_suffix(''), n_per_image, max_rotate, flip, seed=[seed, i])
+        except ImageReadError as e:
+            if not skip_unreadable: raise ImageReadError(f"{e} (pass skip_unreadable=True, --skip-unreadable, to leave it out)") from None
+            return str(e)
         shutil.copy2(fn, out)
-        if split and rel.parts[0].lower() != 'train': return []
-        copies = augment_image(fn, out.with_suffix(''), n_per_image, max_rotate, flip, seed=[seed, i])
         return [(str(c.relative_to(dest)), str(rel)) for c in copies]
-    made = parallel(_aug, list(enumerate(files)), n_workers=n_workers, threadpool=True, progress=len(files) > 100)
-    rows = sorted(r for rs in made for r in rs)
-    # every split of `dest` keeps an original and its copies on one side (`folder_layout` reads this file)
-    tmp = dest/(AUGMENTED_CSV + '.part')
-    pd.DataFrame(rows, columns=['path', 'original']).to_csv(tmp, index=False)
-    tmp.replace(dest/AUGMENTED_CSV)
-    print(f"{len(files)} images copied and {len(rows)} augmented copies written to {dest} (originals listed in {AUGMENTED_CSV})")
-    return dest
+    with output_folder(final, AUGMENTED_CSV) as dest:
+        made = parallel(_aug, list(enumerate(files)), n_workers=n_workers, threadpool=True, progress=len(files) > 100)
+        skipped = [m for m in made if isinstance(m, str)]
+        rows = sorted(r for rs in made if not isinstance(rs, str) for r in rs)
+        # every split of `dest` keeps an original and its copies on one side (`folder_layout` reads this file)
+        write_csv(pd.DataFrame(rows, columns=['path', 'original']), dest/AUGMENTED_CSV)
+    if skipped: warn(f"{len(skipped)} unreadable image(s) left out:\n  " + '\n  '.join(skipped[:10]))
+    print(f"{len(files) - len(skipped)} images copied and {len(rows)} augmented copies written to {show_path(final)} (originals listed in {AUGMENTED_CSV})")
+    return final
 
 # %% ../nbs/05_prep.ipynb #295b4956
 def cached_layout(lay:Layout, # Layout whose files are under `lay.path`

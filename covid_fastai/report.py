@@ -16,6 +16,7 @@ from .calibration import calibrate_learner
 from .evaluation import Evaluation, test_layout, as_predictor
 from .plots import *
 from .cam import cam_overlay  # also adds `Predictor.heatmaps`
+from .outputs import output_folder, write_csv, write_text
 
 # %% auto #0
 __all__ = ['evaluate', 'write_report', 'report_html']
@@ -78,9 +79,10 @@ def evaluate(model, # A trained `Learner`, a `Predictor`, an `Ensemble`, or a sa
     if out == data or data in out.parents:
         raise ValueError(f"The report folder {out} is inside the test data folder {data}: choose another folder, the data is never written to")
     ev = Evaluation.from_model(pred, lay, label_map=label_map, skip_unreadable=skip_unreadable, bs=bs, progress=progress)
-    write_report(ev, out, n_boot=n_boot, seed=seed, cam=cam, n_top=n_top, n_sample=n_sample, n_cam=n_cam, title=title,
-                 history=_history(pred, learn), calibration=calib, test_source=str(test) if not isinstance(test, pd.DataFrame) else 'DataFrame')
-    return json.loads((out/'metrics.json').read_text())
+    with output_folder(out, 'report.html') as tmp:   # the report appears whole, or the previous one stays
+        write_report(ev, tmp, n_boot=n_boot, seed=seed, cam=cam, n_top=n_top, n_sample=n_sample, n_cam=n_cam, title=title,
+                     history=_history(pred, learn), calibration=calib, test_source=str(test) if not isinstance(test, pd.DataFrame) else 'DataFrame')
+        return json.loads((tmp/'metrics.json').read_text())
 
 def _provenance(card) -> dict:
     "How the model was made, from its card: weights, recipe, epochs, learning rates, size, split"
@@ -116,7 +118,7 @@ def write_report(ev:Evaluation, # The evaluation to report
     m['test'] = dict(source=test_source, path=getattr(ev, 'test_path', None), n=ev.n, unreadable=ev.unreadable, label_map=ev.label_map)
     if calibration: m['calibration'] = calibration
     m['disclaimer'], m['date'], m['covid_fastai'] = DISCLAIMER, datetime.datetime.now().isoformat(timespec='seconds'), covid_fastai.__version__
-    preds.to_csv(out/'predictions.csv', index=False)
+    write_csv(preds, out/'predictions.csv')
     figs = {}
     def _save(name, fig, caption): save_fig(fig, out/name); figs[name] = caption
     _save('confusion_matrix.png', plot_confusion(m['confusion_matrix'], classes), 'Confusion matrix: counts, and normalized by row (the diagonal is each class\'s recall).')
@@ -162,8 +164,8 @@ def write_report(ev:Evaluation, # The evaluation to report
                   f'{cam} heatmaps on correct predictions of each class (one row per class). Hot spots on text, borders or devices mean the model uses the source, not the lungs.',
                   ncols=n_cam if not multi else 4)
     m['figures'] = list(figs)
-    (out/'metrics.json').write_text(json.dumps(m, indent=2, default=float))
-    (out/'report.html').write_text(report_html(m, out, figs, preds, mc, title))
+    write_text(out/'metrics.json', json.dumps(m, indent=2, default=float))
+    write_text(out/'report.html', report_html(m, out, figs, preds, mc, title))
     return out
 
 # %% ../nbs/20_report.ipynb #39be0055
