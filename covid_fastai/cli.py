@@ -16,8 +16,9 @@ from fastcore.script import call_parse, bool_arg, parse_cli
 from .config import parse_label_map, _delegates_config
 
 # %% ../nbs/22_cli.ipynb #1e89299d
-for _s in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed as \xNN instead of failing the command
-    if hasattr(_s, 'reconfigure'): _s.reconfigure(errors='backslashreplace')
+from .outputs import NAME_ERRORS  # a light module: it registers the error handler used here
+for _s in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed with \xNN instead of failing the command
+    if hasattr(_s, 'reconfigure'): _s.reconfigure(errors=NAME_ERRORS)
 
 _INTERRUPTED = []  # set by the Ctrl-C handler: a KeyboardInterrupt swallowed somewhere (a `__del__`, a worker) still stops the run
 

@@ -6,12 +6,12 @@ Docs: https://covid-fastai.github.io/covid-fastai/outputs.html.md"""
 
 # %% ../nbs/24_outputs.ipynb #24a00003
 from __future__ import annotations
-import os, shutil, tempfile
+import codecs, os, shutil, tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['whole_file', 'write_csv', 'write_text', 'OutputInUse', 'output_lock', 'whole_folder', 'output_folder']
+__all__ = ['NAME_ERRORS', 'whole_file', 'write_csv', 'write_text', 'OutputInUse', 'output_lock', 'whole_folder', 'output_folder']
 
 # %% ../nbs/24_outputs.ipynb #24a00006
 @contextmanager
@@ -25,6 +25,15 @@ def whole_file(fn:str|Path, # The file to write
         os.replace(tmp, fn)
     finally: Path(tmp).unlink(missing_ok=True)
 
+def _name_escape(e:UnicodeError):
+    "Codec error handler: a byte of a non-UTF-8 file name (a surrogate from `os.fsdecode`) becomes `\\xNN`"
+    if not isinstance(e, UnicodeEncodeError): raise e
+    s = e.object[e.start:e.end]
+    return ''.join(f'\\x{ord(c) - 0xdc00:02x}' if 0xdc80 <= ord(c) <= 0xdcff else f'\\u{ord(c):04x}' for c in s), e.end
+
+NAME_ERRORS = 'covid_fastai.names'  # Error handler for text with file names: their undecodable bytes are written as `\xNN`
+codecs.register_error(NAME_ERRORS, _name_escape)
+
 def write_csv(df, # A DataFrame
               fn:str|Path, # The CSV file to write (whole or not at all)
              ) -> Path:
@@ -33,10 +42,10 @@ def write_csv(df, # A DataFrame
     return Path(fn)
 
 def write_text(fn:str|Path, # The file to write (whole or not at all)
-               text:str, # Its text (UTF-8; the bytes of names that are not UTF-8 are written as `\udcNN`)
+               text:str, # Its text (UTF-8; the bytes of names that are not UTF-8 are written as `\xNN`)
               ) -> Path:
     "Write `text` to `fn` whole or not at all"
-    with whole_file(fn) as tmp: Path(tmp).write_text(text, encoding='utf-8', errors='backslashreplace')
+    with whole_file(fn) as tmp: Path(tmp).write_text(text, encoding='utf-8', errors=NAME_ERRORS)
     return Path(fn)
 
 # %% ../nbs/24_outputs.ipynb #24a00009

@@ -10,7 +10,7 @@ import base64, html, json, datetime
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .imread import load_xray, ImageReadError
+from .imread import load_xray, ImageReadError, show_path
 from .inference import Predictor, DISCLAIMER
 from .calibration import calibrate_learner
 from .evaluation import Evaluation, test_layout, as_predictor
@@ -49,7 +49,7 @@ def _thumb(fn, size=224):
     im.thumbnail((size, size))
     return np.asarray(im)
 
-def _short(s, n=28): s = str(s); return s if len(s) <= n else '...' + s[-(n-3):]
+def _short(s, n=28): s = show_path(s) if isinstance(s, (str, Path)) else str(s); return s if len(s) <= n else '...' + s[-(n-3):]
 
 def _fmt(v, d=3): return '' if v is None else f'{v:.{d}f}' if isinstance(v, float) else str(v)
 
