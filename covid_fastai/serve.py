@@ -7,16 +7,16 @@ Docs: https://covid-fastai.github.io/covid-fastai/serve.html.md"""
 # %% ../nbs/21_serve.ipynb #5ad36544
 from __future__ import annotations
 import base64, io, os, threading
-from email.parser import BytesParser
-from email.policy import default as _email_policy
 from pathlib import Path
 import numpy as np
 from PIL import Image
-from .imread import load_xray, is_dicom, ImageReadError
+from contextlib import nullcontext
+from .imread import load_xray, is_dicom, image_dims, ImageReadError
 from .inference import load_covid_model, Predictor, DISCLAIMER
 
 # %% auto #0
-__all__ = ['IMAGE_FORMATS', 'UploadError', 'upload_bytes', 'check_image', 'predict_upload', 'create_app', 'serve']
+__all__ = ['IMAGE_FORMATS', 'MAX_FIELDS', 'MAX_FIELD_BYTES', 'LARGE_PIXELS', 'UploadError', 'read_upload', 'check_image',
+           'predict_upload', 'create_app', 'serve']
 
 # %% ../nbs/21_serve.ipynb #801b4315
 class UploadError(ValueError):
@@ -24,41 +24,62 @@ class UploadError(ValueError):
     def __init__(self, status:int, msg:str): super().__init__(msg); self.status = status
 
 IMAGE_FORMATS = {'PNG', 'JPEG', 'BMP', 'TIFF', 'GIF', 'WEBP'}
+MAX_FIELDS, MAX_FIELD_BYTES = 8, 64 * 1024  # Form fields besides the file, and the size of each
 
-def upload_bytes(body:bytes, # The request body
-                 content_type:str, # The request's Content-Type header
-                 field:str='image', # Form field holding the file
-                ) -> bytes:
-    "The uploaded file's bytes from a `multipart/form-data` body (parsed in memory), or the raw body of an `image/*` or octet-stream request"
-    ct = (content_type or '').lower()
-    if ct.startswith('multipart/form-data'):
-        msg = BytesParser(policy=_email_policy).parsebytes(b'Content-Type: ' + content_type.encode('latin-1') + b'\r\n\r\n' + body)
-        if not msg.is_multipart(): raise UploadError(400, "Malformed multipart body")
-        for part in msg.iter_parts():
-            if part.get_param('name', header='content-disposition') == field:
-                data = part.get_payload(decode=True) or b''
-                if not data: raise UploadError(400, f"The form field {field!r} holds an empty file")
-                return data
-        raise UploadError(400, f"No file in the form field {field!r}")
-    if ct.startswith(('image/', 'application/octet-stream', 'application/dicom')):
-        if not body: raise UploadError(400, "Empty body")
-        return body
-    raise UploadError(400, f"Send the image as multipart/form-data (field {field!r}) or as a raw image body, not {content_type or 'no content type'}")
+async def _limited(stream, limit:int):
+    "The chunks of `stream`, failing with 413 as soon as they pass `limit` bytes"
+    n = 0
+    async for c in stream:
+        n += len(c)
+        if n > limit: raise UploadError(413, f"Upload is over the limit of {limit/1e6:g} MB")
+        yield c
+
+async def read_upload(headers, # The request's headers
+                      stream, # The request body, as an async iterator of byte chunks
+                      limit:int, # Largest accepted body in bytes
+                      field:str='image', # Form field holding the file
+                     ) -> bytes:
+    "The uploaded file's bytes from a `multipart/form-data` body (parsed in memory as it streams in, with bounded fields), or the raw body of an `image/*` or octet-stream request"
+    from starlette.formparsers import MultiPartParser, MultiPartException
+    cl, ct = headers.get('content-length'), headers.get('content-type', '')
+    if cl is not None and cl.isdigit() and int(cl) > limit:
+        raise UploadError(413, f"Upload of {int(cl)/1e6:.1f} MB is over the limit of {limit/1e6:g} MB")
+    if ct.lower().startswith('multipart/form-data'):
+        class _Parser(MultiPartParser): spool_max_size = limit + 1   # the file stays in memory, never in a temporary file
+        try: form = await _Parser(headers, _limited(stream, limit), max_files=1, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES).parse()
+        except MultiPartException as e: raise UploadError(400, f"Malformed or too large form: {e}") from None
+        f = form.get(field)
+        if f is None or isinstance(f, str): raise UploadError(400, f"No file in the form field {field!r}")
+        data = await f.read()
+        if not data: raise UploadError(400, f"The form field {field!r} holds an empty file")
+        return data
+    if ct.lower().startswith(('image/', 'application/octet-stream', 'application/dicom')):
+        data = b''.join([c async for c in _limited(stream, limit)])
+        if not data: raise UploadError(400, "Empty body")
+        return data
+    raise UploadError(400, f"Send the image as multipart/form-data (field {field!r}) or as a raw image body, not {ct or 'no content type'}")
 
 def check_image(data:bytes, # The uploaded bytes
                ) -> str:
-    "The image type of `data` from its content ('DICOM', 'PNG', 'JPEG', ...); `UploadError` if it is not a supported image or too many pixels"
-    if is_dicom(io.BytesIO(data)): return 'DICOM'
-    try:
-        with Image.open(io.BytesIO(data)) as im: fmt, (w, h) = im.format, im.size
-    except Image.DecompressionBombError as e: raise UploadError(413, f"Image has too many pixels: {e}") from None
-    except Exception: raise UploadError(415, "Not an image: send a PNG, JPEG or DICOM file") from None
-    if fmt not in IMAGE_FORMATS: raise UploadError(415, f"Unsupported image type {fmt}: send a PNG, JPEG or DICOM file")
-    if Image.MAX_IMAGE_PIXELS and w * h > Image.MAX_IMAGE_PIXELS:
-        raise UploadError(413, f"Image has too many pixels ({w} x {h}); the limit is {Image.MAX_IMAGE_PIXELS}")
+    "The image type of `data` from its content ('DICOM', 'PNG', 'JPEG', ...); `UploadError` if it is not a supported image or has more than `MAX_PIXELS`"
+    if is_dicom(io.BytesIO(data)): fmt = 'DICOM'
+    else:
+        try:
+            with Image.open(io.BytesIO(data)) as im: fmt = im.format
+        except Image.DecompressionBombError as e: raise UploadError(413, f"Image has too many pixels: {e}") from None
+        except Exception: raise UploadError(415, "Not an image: send a PNG, JPEG or DICOM file") from None
+        if fmt not in IMAGE_FORMATS: raise UploadError(415, f"Unsupported image type {fmt}: send a PNG, JPEG or DICOM file")
+    try: image_dims(io.BytesIO(data))
+    except ImageReadError as e:
+        if 'over the limit' in str(e): raise UploadError(413, str(e)) from None
+        raise UploadError(400, f"Corrupt or unreadable {fmt} image: {str(e).split(': ', 1)[-1]}") from None
     return fmt
 
 # %% ../nbs/21_serve.ipynb #00150146
+LARGE_PIXELS = 4_000_000  # Images over this many pixels are decoded at most two at a time
+_DECODES = threading.BoundedSemaphore(2)
+_NO_LIMIT = nullcontext()
+
 def _png_uri(a) -> str:
     buf = io.BytesIO()
     (a if isinstance(a, Image.Image) else Image.fromarray(a)).save(buf, 'PNG')
@@ -73,8 +94,10 @@ def predict_upload(pred:Predictor, # The model
                   ) -> dict:
     "Prediction for one uploaded image: label, probabilities, and the image with its heatmap as PNG data URIs"
     kind = check_image(data)
-    try: im = load_xray(io.BytesIO(data))
-    except ImageReadError as e: raise UploadError(400, f"Corrupt or unreadable {kind} image: {str(e).split(': ', 1)[-1]}") from None
+    w, h, n = image_dims(io.BytesIO(data))
+    with _DECODES if w * h * n > LARGE_PIXELS else _NO_LIMIT:   # a bounded number of large decodes at once
+        try: im = load_xray(io.BytesIO(data))
+        except ImageReadError as e: raise UploadError(400, f"Corrupt or unreadable {kind} image: {str(e).split(': ', 1)[-1]}") from None
     lock = lock or threading.Lock()
     with lock:
         p = pred.predict_proba([im])[0]
@@ -147,17 +170,6 @@ def _page(pred, max_mb):
         Script(_JS))
     return '<!DOCTYPE html>' + to_xml(Html(Head(Meta(charset='utf-8'), Title('covid-fastai'), Style(_CSS)), body, lang='en'))
 
-async def _read_body(req, limit:int) -> bytes:
-    cl = req.headers.get('content-length')
-    if cl is not None and cl.isdigit() and int(cl) > limit:
-        raise UploadError(413, f"Upload of {int(cl)/1e6:.1f} MB is over the limit of {limit/1e6:g} MB")
-    chunks, n = [], 0
-    async for c in req.stream():
-        n += len(c)
-        if n > limit: raise UploadError(413, f"Upload is over the limit of {limit/1e6:g} MB")
-        chunks.append(c)
-    return b''.join(chunks)
-
 def create_app(model, # A `Predictor`, or a saved model path (safe folder or .onnx) loaded once here
                max_mb:float=20., # Largest accepted upload in MB
                cam:str='gradcam', # Heatmap method: 'gradcam', 'gradcam++' or 'none'
@@ -182,7 +194,7 @@ def create_app(model, # A `Predictor`, or a saved model path (safe folder or .on
 
     async def api_predict(req):
         try:
-            data = upload_bytes(await _read_body(req, limit), req.headers.get('content-type', ''))
+            data = await read_upload(req.headers, req.stream(), limit)
             heat = req.query_params.get('heatmap', '1') not in ('0', 'false', 'no') and cam != 'none'
             out = await run_in_threadpool(predict_upload, pred, data, heat, lock, cam if cam != 'none' else 'gradcam')
             return JSONResponse(out)
