@@ -92,6 +92,7 @@ class TrainConfig:
     "Every option of a training run: `train_covid_learner` and `covid-fastai train` both take exactly these"
     # the data path: read, relabel, cache, check, split
     label_map:_Mapping=None # Collapse or rename classes, e.g. `BINARY_INFECTED` or 'COVID-19=Infected,Pneumonia=Infected'
+    label_delim:str|None=None # CSV: separator of several labels per image ('|' or ';'); `None`: detected when it only joins labels also seen alone; '': single labels
     patient_re:_OptName='auto' # Regex reading patient ids from file names; 'auto': NIH-style names (00001992_015.png); 'none': none
     cache:str|None=None # Folder for downscaled copies (outside the data) to train from instead of the originals
     cache_size:int=256 # Longest side of the cached copies

@@ -376,7 +376,8 @@ def read_layout(src, # A data folder, a CSV file or DataFrame (see `table_layout
     if isinstance(src, Layout): return src
     if isinstance(src, pd.DataFrame) or Path(src).suffix.lower() in ('.csv', '.tsv'):
         if 'split_col' not in kwargs:  # a `split` column is used when there is one
-            cols = src.columns if isinstance(src, pd.DataFrame) else pd.read_csv(Path(src).expanduser(), nrows=0).columns
+            try: cols = src.columns if isinstance(src, pd.DataFrame) else pd.read_csv(Path(src).expanduser(), nrows=0).columns
+            except (pd.errors.EmptyDataError, FileNotFoundError): cols = []   # `table_layout` says what is wrong
             if 'split' in cols: kwargs['split_col'] = 'split'
         return table_layout(src, check_files=check_files, **kwargs)
     if kwargs: raise TypeError(f"Arguments {sorted(kwargs)} are for a table (CSV), but {src} is a folder")

@@ -73,7 +73,7 @@ def evaluate(model, # A trained `Learner`, a `Predictor`, an `Ensemble`, or a sa
             ) -> dict:
     "Evaluate `model` on `test` and write metrics, predictions, plots and a self-contained HTML report to `out`"
     pred, learn, calib = _as_predictor(model, calibrate)
-    lay = test_layout(test, **kwargs)
+    lay = test_layout(test, check_files=not skip_unreadable, **kwargs)   # missing files are skipped like unreadable ones
     out = Path(out).expanduser().resolve()
     data = Path(lay.path).expanduser().resolve()
     if out == data or data in out.parents:

@@ -27,7 +27,8 @@ def prepare_layout(src, # Data folder (one sub-folder per class, or train/, vali
                   ) -> Layout:
     "The split, checked `Layout` that training uses: read, relabel, cache, check, split and warn about leaks, in this order"
     cfg = train_config(cfg, **kwargs)
-    lay = read_layout(src, patient_re=cfg.patient_re, check_files=not cfg.skip_unreadable)  # a missing file is skipped like an unreadable one
+    tkw = {} if cfg.label_delim is None else dict(label_delim=cfg.label_delim)   # (a table's option)
+    lay = read_layout(src, patient_re=cfg.patient_re, check_files=not cfg.skip_unreadable, **tkw)  # a missing file is skipped like an unreadable one
     if cfg.label_map is not None: lay = map_labels(lay, cfg.label_map)
     if cfg.cache is not None: lay = cached_layout(lay, cfg.cache, cfg.cache_size, skip_unreadable=cfg.skip_unreadable, window=cfg.window)
     if cfg.check: lay = checked_layout(lay, cfg.skip_unreadable)

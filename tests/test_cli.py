@@ -52,7 +52,7 @@ def test_evaluate_predict_export(trained, split_folder, tmp_path):
     imgs = sorted((split_folder/'test').rglob('*.png'))
     r = cli('predict', out, split_folder/'test', '--out', tmp_path/'p.csv', '--heatmaps', tmp_path/'hm')
     p = pd.read_csv(tmp_path/'p.csv')
-    assert list(p.columns) == ['file', 'predicted', 'probability', 'COVID-19', 'No_findings', 'Pneumonia'] and len(p) == len(imgs)
+    assert list(p.columns) == ['file', 'predicted', 'probability', 'COVID-19', 'No_findings', 'Pneumonia', 'heatmap'] and len(p) == len(imgs)
     assert np.allclose(p[['COVID-19', 'No_findings', 'Pneumonia']].sum(axis=1), 1, atol=1e-4)
     assert len(list((tmp_path/'hm').glob('*_gradcam.png'))) == len(imgs)
     assert 'not a medical device' in r.stdout and imgs[0].name in r.stdout
@@ -113,7 +113,7 @@ def test_bad_inputs(trained, tmp_path):
     (tmp_path/'trunc').mkdir()
     (tmp_path/'trunc'/'model.json').write_bytes((model/'model.json').read_bytes())
     (tmp_path/'trunc'/'model.safetensors').write_bytes((model/'model.safetensors').read_bytes()[:5000])
-    one_line_error(cli('predict', tmp_path/'trunc', img, '--out', out, ok=False), 'not a valid weights file')
+    one_line_error(cli('predict', tmp_path/'trunc', img, '--out', out, ok=False), 'SHA-256 differs')   # the card's checksum catches it first
     (tmp_path/'other').mkdir()
     meta = json.loads((model/'model.json').read_text()); meta['arch'] = 'mobilenet'
     (tmp_path/'other'/'model.json').write_text(json.dumps(meta))

@@ -93,3 +93,31 @@ def test_concurrent_requests_do_not_mix(server):
         assert all(abs(j['probabilities'][c] - s['probabilities'][c]) < 1e-6 for c in s['probabilities'])
     assert len({single[p]['heatmap'] for p in picks}) == 3
     assert list((root/'cwd').iterdir()) == []       # nothing written where the server runs
+
+def test_many_fields_and_a_slow_upload_do_not_block(server):
+    "was: the standard-library email parser ran on the event loop: 382,090 form fields held every request for 47 s"
+    url, imgs, _ = server
+    body = b''.join(b'--XX\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nx\r\n' % i for i in range(3000)) + b'--XX--\r\n'
+    r = requests.post(url + '/api/predict', data=body, headers={'Content-Type': 'multipart/form-data; boundary=XX'}, timeout=30)
+    assert r.status_code == 400 and 'Too many fields' in r.json()['error']
+    host, port = url.split('//')[1].split(':')
+    s = socket.create_connection((host, int(port)))
+    try:   # an upload that stalls half-way: the server keeps answering others
+        s.sendall(b'POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 150000\r\n\r\n' + imgs[0].read_bytes()[:1000])
+        for _ in range(3): assert requests.get(url + '/health', timeout=5).ok
+        ok = _post(url, imgs[0].read_bytes())
+        assert ok.status_code == 200 and ok.json()['predicted']
+    finally: s.close()
+
+def test_dicom_bomb_is_refused_from_its_header(server, tmp_path):
+    "was: a 510 KB deflated 16384 x 16384 DICOM took the server from 2.1 to 6.9 GB"
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+    url, _, _ = server
+    ds = pydicom.dcmread(write_dicom(np.zeros((64, 64), np.uint16), tmp_path/'small.dcm'))
+    ds.Rows = ds.Columns = 16384
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(tmp_path/'bomb.dcm', enforce_file_format=True)
+    r = _post(url, (tmp_path/'bomb.dcm').read_bytes(), name='bomb.dcm', ctype='application/dicom')
+    assert r.status_code == 413 and '16384 x 16384 pixels' in r.json()['error']
+    assert requests.get(url + '/health', timeout=5).ok
