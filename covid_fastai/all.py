@@ -8,6 +8,7 @@ from .check import *
 from .prep import *
 from .dataloaders import *
 from .models import *
+from .outputs import *
 from .card import *
 from .learner import *
 from .recipes import *
