@@ -25,6 +25,8 @@ SECTIONS = [  # (results stem, heading, plot or None, what it is)
     ('latency', 'Inference latency', None, '`bench/latency.py`: one image at a time, PyTorch against ONNX Runtime.'),
     ('data_loading', 'Data loading from a large corpus', None, '`bench/data_loading.py`: training-loader throughput from the originals and from the 256 px cache.'),
     ('recipes', 'Recipes: head only against progressive unfreezing', None, '`bench/recipes.py`: the freeze/unfreeze ladder stage by stage.'),
+    ('web_load', 'The web app under hostile load', None, '`bench/web_load.py`: good X-rays, bad uploads and 20 MB many-field requests from 16 threads, '
+     'with `/health` polled throughout and the server\'s memory sampled.'),
 ]
 
 def _cell(kind, text):
