@@ -59,13 +59,20 @@ def test_single_stage_recipes(dls, recipe):
     assert st.stage.tolist() == [recipe] and st.trainable[0] == n_trainable(learn)
 
 @pytest.mark.parametrize('loss,kw', [('focal', dict(gamma=2., alpha=0.75)), ('weighted_ce', {}), ('label_smoothing', dict(eps=0.1)), ('ce', {})])
-def test_losses_train_and_lower_the_loss(dls, loss, kw):
-    set_seed(0, reproducible=True)   # before the DataLoaders, which draw their shuffling seed when made
-    plain = make_dls(dls.layout, size=32, bs=8, num_workers=0, aug='none', stats=([0.5]*3, [0.5]*3))
-    learn = covid_learner(plain, 'efficientnet_lite0', loss=loss, loss_kwargs=kw)
-    fit_recipe(learn, 'head', epochs=4, lr=2e-3)
+def test_losses_train_and_lower_the_loss(tmp_path, loss, kw):
+    "was: failed in full runs and passed alone: it shared the module's data and ran with whatever thread count came before"
+    import torch
+    src = make_synthetic_xrays(tmp_path/'x', n_per_class=16, size=32, seed=5)   # its own data, not a fixture other tests touch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # the same float sums whatever ran before (thread counts change the rounding, and so the trajectory)
+    try:
+        set_seed(0, reproducible=True)   # before the DataLoaders, which draw their shuffling seed when made
+        plain = make_dls(src, size=32, bs=8, num_workers=0, aug='none', stats=([0.5]*3, [0.5]*3))
+        learn = covid_learner(plain, 'efficientnet_lite0', loss=loss, loss_kwargs=kw)
+        fit_recipe(learn, 'head', epochs=4, lr=2e-3)
+    finally: torch.set_num_threads(threads)
     h = learn.history
-    assert h.train_loss.iloc[-1] < h.train_loss.iloc[0], h
+    assert h.train_loss.iloc[-1] < 0.9 * h.train_loss.iloc[0], h
 
 def test_sgd_with_momentum_flat(dls):
     learn = covid_learner(dls, 'efficientnet_lite0', opt='sgd', mom=0.9)
