@@ -366,5 +366,7 @@ def main():
         sys.exit(2)
     sys.argv = [f'covid-fastai {cmd}'] + args[1:]
     f = COMMANDS[cmd].__wrapped__
-    pargs, kwargs, _ = parse_cli(f)
-    return f(*pargs, **kwargs)
+    try:
+        pargs, kwargs, _ = parse_cli(f)
+        return f(*pargs, **kwargs)
+    except KeyboardInterrupt: _interrupted(cmd)   # before a command installs its own handler

@@ -6,7 +6,7 @@ Docs: https://covid-fastai.github.io/covid-fastai/imread.html.md"""
 
 # %% ../nbs/01_imread.ipynb #f230e7e8
 from __future__ import annotations
-import io, os, stat, zlib
+import io, os, stat, warnings, zlib
 from pathlib import Path
 import numpy as np
 from PIL import Image
@@ -138,7 +138,9 @@ def image_dims(fn, # Path or binary file object of an image or DICOM file
                 if 'Rows' not in ds or 'Columns' not in ds: raise ValueError("DICOM file has no Rows/Columns: not an image")
                 w, h, n = int(ds.Columns), int(ds.Rows), int(ds.get('NumberOfFrames', 1) or 1)
         else:
-            with Image.open(f) as im: (w, h), n = im.size, 1
+            with warnings.catch_warnings():   # this limit is checked below; Pillow's own warning would only add noise
+                warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+                with Image.open(f) as im: (w, h), n = im.size, 1
     except ImageReadError: raise
     except Image.DecompressionBombError as e: raise ImageReadError(f"Image {show_path(name)} has too many pixels: {e}") from None
     except Exception as e: raise ImageReadError(f"Cannot read image {show_path(name)}: {e}") from e
