@@ -6,7 +6,8 @@ Docs: https://covid-fastai.github.io/covid-fastai/cli.html.md"""
 
 # %% auto #0
 __all__ = ['COMMANDS', 'covid_fastai_train', 'covid_fastai_evaluate', 'covid_fastai_predict', 'covid_fastai_export',
-           'covid_fastai_check_data', 'covid_fastai_resize', 'covid_fastai_augment', 'covid_fastai_serve', 'main']
+           'covid_fastai_check_data', 'covid_fastai_resize', 'covid_fastai_augment', 'covid_fastai_demo',
+           'covid_fastai_serve', 'main']
 
 # %% ../nbs/22_cli.ipynb #385464a1
 import sys, signal  # no `from __future__ import annotations`: fastcore's parser needs real types in the delegated signature
@@ -50,6 +51,18 @@ def _stop_on_interrupt():
             if _INTERRUPTED: raise KeyboardInterrupt
         after_epoch = before_batch
     return StopOnInterrupt()
+
+def _terminal() -> bool:
+    "Whether stdout is a terminal; if not (a log file, a pipe), progress bars are silenced and training prints a line per epoch"
+    tty = sys.stdout.isatty()
+    if not tty:
+        from covid_fastai.learner import quiet_progress
+        quiet_progress()
+    return tty
+
+def _round(d) -> str:
+    "A dict of metrics for people: 3 decimals"
+    return ', '.join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in (d or {}).items())
 
 def _check_interrupt():
     if _INTERRUPTED: raise KeyboardInterrupt
@@ -103,9 +116,11 @@ def covid_fastai_train(
             from covid_fastai.train import train_covid_learner
             from covid_fastai.inference import save_covid_model, DISCLAIMER
             from covid_fastai.outputs import output_folder, write_csv
+            from covid_fastai.learner import EpochLines
+            tty = _terminal()
             with output_folder(outp, 'model.json') as tmp:   # OUT appears whole when everything succeeded; else it is left as it was
                 if kwargs.get('history') is None: kwargs['history'] = str(tmp/'history.csv')
-                learn = train_covid_learner(Path(path).expanduser(), cbs=[_stop_on_interrupt()], **kwargs)
+                learn = train_covid_learner(Path(path).expanduser(), cbs=[_stop_on_interrupt(), EpochLines(bars=tty)], **kwargs)
                 _check_interrupt()
                 write_csv(learn.stages, tmp/'stages.csv')
                 if calibrate:
@@ -125,7 +140,7 @@ def covid_fastai_train(
                 _check_interrupt()
         except Exception as e: _fail('train', e, debug)
     m = learn.card.metrics
-    print(f"Saved to {outp}: validation {m.get('valid')}" + (f", test {m['test']}" if m.get('test') else ''))
+    print(f"Saved to {outp}: validation {_round(m.get('valid'))}" + (f"; test {_round(m['test'])}" if m.get('test') else ''))
     if report: print(f"Report: {outp/'report'/'report.html'} ({'test' if on_test else 'validation'} images)")
     print(DISCLAIMER)
 
@@ -147,6 +162,7 @@ def covid_fastai_evaluate(
     "Evaluate a saved model on labelled images: metrics with confidence intervals, plots and report.html (research use only)"
     with _interruptible('evaluate'):
         try:
+            _terminal()
             if not Path(test).expanduser().exists(): raise FileNotFoundError(f"No such test folder or file: {test}")
             tdir = Path(test).expanduser() if Path(test).is_dir() else Path(test).expanduser().parent
             outp = _outside(out, [tdir, model], 'report folder')
@@ -157,8 +173,9 @@ def covid_fastai_evaluate(
                          seed=seed, skip_unreadable=skip_unreadable, bs=bs)
         except Exception as e: _fail('evaluate', e, debug)
     ci = m.get('ci', {})
-    print(f"{m['n']} images, classes {m['classes']}: accuracy {m['accuracy']:.3f} {ci.get('accuracy')}, "
-          f"macro F1 {m['macro_f1']:.3f} {ci.get('macro_f1')}, macro AUC {m['macro_auc'] or float('nan'):.3f}")
+    iv = lambda v: f" [{v[0]:.3f}, {v[1]:.3f}]" if v else ''
+    print(f"{m['n']} images, classes {', '.join(m['classes'])}: accuracy {m['accuracy']:.3f}{iv(ci.get('accuracy'))}, "
+          f"macro F1 {m['macro_f1']:.3f}{iv(ci.get('macro_f1'))}, macro AUC {m['macro_auc'] or float('nan'):.3f}{iv(ci.get('macro_auc'))} (95% intervals)")
     print(f"Report: {outp/'report.html'}")
     print(DISCLAIMER)
 
@@ -201,6 +218,7 @@ def covid_fastai_predict(
     "Predict the class of chest images with a saved model; print a table and write a CSV (research use only, not for diagnosis)"
     with _interruptible('predict'):
         try:
+            _terminal()
             from covid_fastai.inference import load_covid_model, DISCLAIMER
             from covid_fastai.imread import load_xray, ImageReadError
             if not images: raise ValueError("No images given: covid-fastai predict MODEL IMAGE_OR_FOLDER [...]")
@@ -281,6 +299,7 @@ def covid_fastai_check_data(
     "Check a data set: unreadable files, class balance, small images, duplicates and near duplicates across splits"
     with _interruptible('check-data'):
         try:
+            _terminal()
             data = _data_arg(path)
             if save: _outside(save, [data], 'report')
             from covid_fastai.check import check_dataset
@@ -300,6 +319,7 @@ def covid_fastai_resize(
     "Write downscaled copies of every image under SRC into DEST (the originals are not touched)"
     with _interruptible('resize'):
         try:
+            _terminal()
             if not Path(src).is_dir(): raise FileNotFoundError(f"No such folder: {src}")
             _outside(dest, [src], 'destination')
             from covid_fastai.prep import resize_xrays
@@ -321,11 +341,29 @@ def covid_fastai_augment(
     "Grow a small data set: copy SRC to DEST with rotated and flipped copies of each training image"
     with _interruptible('augment'):
         try:
+            _terminal()
             if not Path(src).is_dir(): raise FileNotFoundError(f"No such folder: {src}")
             _outside(dest, [src], 'destination')
             from covid_fastai.prep import augment_folder
             augment_folder(src, dest, n_per_image=n_per_image, max_rotate=max_rotate, flip=flip, seed=seed, skip_unreadable=skip_unreadable)
         except Exception as e: _fail('augment', e, debug)
+
+# %% ../nbs/22_cli.ipynb #22d0e002
+@call_parse
+def covid_fastai_demo(
+    out:str='covid_demo', # Output folder for the model and its report
+    epochs:int=4, # Epochs of the whole network, after one epoch of the head alone
+    size:int=224, # Images are resized to size x size
+    debug:bool=False, # Show the full traceback on errors
+):
+    "Try the whole pipeline offline in about two minutes: train on the bundled NIH sample, evaluate on held-out patients, write the report"
+    from covid_fastai.datasets import sample_xrays
+    src = sample_xrays()
+    print(f"covid-fastai demo: {src.name}, the sample that ships with the package (NIH ChestX-ray14, No_findings vs Pneumonia, "
+          f"80 X-rays of 80 patients), split by patient into train / valid / test", flush=True)
+    covid_fastai_train.__wrapped__(str(src), out=out, arch='efficientnet_lite0', size=size, epochs=epochs, test_pct=0.25, debug=debug)
+    print(f"Next: open the report in a browser; train on your own images with `covid-fastai train DATA_FOLDER`; try the model with "
+          f"`covid-fastai serve {out}`. Images: NIH Clinical Center (ChestX-ray14), cite Wang et al., CVPR 2017.")
 
 # %% ../nbs/22_cli.ipynb #b9c89e09
 @call_parse
@@ -346,7 +384,7 @@ def covid_fastai_serve(
     except Exception as e: _fail('serve', e, debug)
 
 # %% ../nbs/22_cli.ipynb #71557f8d
-COMMANDS = {'train': covid_fastai_train, 'evaluate': covid_fastai_evaluate, 'predict': covid_fastai_predict,
+COMMANDS = {'demo': covid_fastai_demo, 'train': covid_fastai_train, 'evaluate': covid_fastai_evaluate, 'predict': covid_fastai_predict,
             'export': covid_fastai_export, 'check-data': covid_fastai_check_data, 'resize': covid_fastai_resize,
             'augment': covid_fastai_augment, 'serve': covid_fastai_serve}
 

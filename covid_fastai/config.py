@@ -134,6 +134,7 @@ class TrainConfig:
     channels_last:_AutoBool=None # Channels-last memory format; `None` (auto): on
     history:str|None=None # CSV file to append every epoch to
     model_dir:str='models' # Where fastai saves intermediate models (relative to the current folder)
+    quiet:_Flag=False # No run summary (data, split, model, device, recipe) before training
 
     def __post_init__(self):
         "Read text values (from a command line or a JSON file) and check the names"

@@ -20,7 +20,7 @@ from .registry import lookup
 __all__ = ['LOSSES', 'OPTIMIZERS', 'SCHEDULES', 'NamedAccumMetric', 'per_class_f1_multi', 'covid_metrics', 'BalancedFocalLoss',
            'BalancedFocalLossFlat', 'covid_loss', 'covid_opt', 'fit_schedule', 'on_gpu', 'cpu_has_amx', 'data_card',
            'weights_source', 'ModelCardCallback', 'find_card', 'PlainTensors', 'DeviceMixedPrecision', 'covid_learner',
-           'EpochLogger', 'covid_callbacks', 'find_lr']
+           'EpochLogger', 'quiet_progress', 'EpochLines', 'covid_callbacks', 'find_lr']
 
 # %% ../nbs/09_learner.ipynb #4274e292
 class NamedAccumMetric(AccumMetric):
@@ -258,6 +258,7 @@ class EpochLogger(Callback):
                 ):
         self.fname, self.stage, self.rows, self._new_fit, self._trained = fname and Path(fname), 0, [], False, False
         self.stage_table = pd.DataFrame()  # one row per stage of the last `fit_recipe`
+        self.stage_name = None  # set by `fit_recipe` before each stage ('head', 'full', ...)
     def before_fit(self): self._new_fit = True
     def before_epoch(self): self._trained = False
     def before_train(self):
@@ -282,6 +283,45 @@ def history(self:Learner) -> pd.DataFrame:
     "Every epoch of every stage trained so far (from the `EpochLogger`; empty without one)"
     log = first(c for c in self.cbs if isinstance(c, EpochLogger))
     return log.df if log is not None else pd.DataFrame()
+
+def _num(v): return f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v)
+
+def quiet_progress():
+    "Make fastprogress's console bars silent (no redraws): for output that is not a terminal, such as a log file"
+    import fastprogress.fastprogress as fp
+    def _init(self, gen, total=None, display=True, leave=True, parent=None, master=None, txt_len=60):
+        self.cols, self.length, self.max_len, self.prefix = 100, 40, 0, ''
+        fp.ProgressBar.__init__(self, gen, total, display, leave, parent, master)
+    fp.ConsoleProgressBar.__init__ = _init
+    fp.ConsoleProgressBar.on_update = lambda self, val, text: None
+    fp.ConsoleProgressBar.on_iter_end = lambda self: fp.ProgressBar.on_iter_end(self)
+
+class EpochLines(Callback):
+    "Name each stage as it starts and, without `bars`, print one line per epoch (metrics to 3 decimals) instead of fastai's table"
+    order = ProgressCallback.order - 1   # before it: with the logger off, `ProgressCallback` writes no table
+    def __init__(self, bars:bool=False, # Keep fastai's progress bars and epoch table (a terminal or a notebook); else one line per epoch (a log file)
+                 print_fn=print, # Where the lines go
+                ):
+        self.bars, self.print_fn, self._announced = bars, print_fn, False
+    def before_fit(self):
+        self._announced = False
+        if not self.bars: self.learn.logger = noop   # fastai's table (or the Recorder's raw lists): the lines below replace it
+    def before_epoch(self): self._trained = False
+    def before_train(self):
+        if any(isinstance(cb, LRFinder) for cb in self.learn.cbs): return
+        self._trained = True
+        if self._announced: return
+        self._announced = True
+        log = first(c for c in self.learn.cbs if isinstance(c, EpochLogger))
+        stage, name = (log.stage, log.stage_name) if log is not None else ('', None)
+        n = sum(p.numel() for p in self.learn.model.parameters() if p.requires_grad)
+        self.print_fn(f"Stage {stage}{f' ({name})' if name else ''}: {self.learn.n_epoch} epoch{'s' if self.learn.n_epoch > 1 else ''}, "
+                      f"{n:,} trainable parameters")
+    def after_epoch(self):
+        if self.bars or not getattr(self, '_trained', False): return
+        vals = dict(zip(self.learn.recorder.metric_names, self.learn.recorder.log))
+        parts = [f"{k} {_num(v)}" for k, v in vals.items() if k not in ('epoch', 'time')]
+        self.print_fn(f"  epoch {self.learn.epoch + 1}/{self.learn.n_epoch}: " + ', '.join(parts) + (f" ({vals['time']})" if 'time' in vals else ''))
 
 # %% ../nbs/09_learner.ipynb #5b779734
 def _comp(monitor): return np.less if 'loss' in monitor else np.greater

@@ -84,6 +84,7 @@ def fit_recipe(learn:Learner, # A Learner from `covid_learner`
     rows = []
     for stage, n, l in zip(stages, eps_, lrs):
         set_stage(learn, stage)
+        log.stage_name = stage
         row = dict(stage=stage, trainable=n_trainable(learn), epochs=n, lr=l.stop if isinstance(l, slice) else l)
         t0, before = time.perf_counter(), len(log.rows)
         if recipe == 'fine_tune':  # exactly fastai's `fine_tune`

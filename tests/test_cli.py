@@ -151,7 +151,7 @@ def test_data_commands(xray_folder, tmp_path):
     r = cli('fly', ok=False)
     assert r.returncode == 2 and 'valid commands' in r.stderr
 
-@pytest.mark.parametrize('cmd', ['train', 'evaluate', 'predict', 'export', 'check-data', 'resize', 'augment', 'serve'])
+@pytest.mark.parametrize('cmd', ['demo', 'train', 'evaluate', 'predict', 'export', 'check-data', 'resize', 'augment', 'serve'])
 def test_help_from_docments(cmd):
     r = cli(cmd, '--help')
     assert f'covid-fastai {cmd}' in r.stdout and '--debug' in r.stdout
@@ -188,3 +188,15 @@ def test_augment_then_train_keeps_copies_with_their_original(tmp_path):
     assert card['split']['method'] == 'patient' and 'augmented copies' in card['split']['grouping']
     assert card['split']['patients']['valid'] >= 2
     assert sum(card['split']['counts']['valid'].values()) % 4 == 0      # whole groups: an original and its 3 copies
+
+def test_demo_runs_offline_on_the_bundled_sample(tmp_path):
+    "The README's main job: no data folder, no network; a log that reads as lines (stdout is a pipe here)"
+    from covid_fastai.datasets import sample_xrays
+    before = tree_digest(sample_xrays())
+    r = cli('demo', '--epochs', 1, '--size', 64, '--out', tmp_path/'demo')
+    m = json.loads((tmp_path/'demo'/'report'/'metrics.json').read_text())
+    assert m['n'] == 20 and m['classes'] == ['No_findings', 'Pneumonia']
+    out = r.stdout
+    assert 'split by patient' in out and 'Stage 1 (head)' in out and '  epoch 1/1: train_loss ' in out and 'Report: ' in out
+    assert '\r' not in out and '█' not in out and len(out.splitlines()) < 40   # no progress-bar redraws in a log
+    assert tree_digest(sample_xrays()) == before
