@@ -16,7 +16,7 @@ from .inference import load_covid_model, Predictor, DISCLAIMER
 
 # %% auto #0
 __all__ = ['IMAGE_FORMATS', 'MAX_FIELDS', 'MAX_FIELD_BYTES', 'LARGE_PIXELS', 'UploadError', 'read_upload', 'check_image',
-           'predict_upload', 'create_app', 'serve']
+           'calibration_note', 'predict_upload', 'create_app', 'serve']
 
 # %% ../nbs/21_serve.ipynb #801b4315
 class UploadError(ValueError):
@@ -85,12 +85,19 @@ def _png_uri(a) -> str:
     (a if isinstance(a, Image.Image) else Image.fromarray(a)).save(buf, 'PNG')
     return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()
 
+def calibration_note(pred:Predictor) -> str:
+    "How far the probabilities shown can be taken at face value, from the model card's temperature"
+    t = pred.card.temperature
+    if t != 1: return f"Probabilities calibrated by temperature scaling (T = {t:.2f}, fitted on the validation set)."
+    return "Probabilities not calibrated (softmax of the raw outputs): they are often over-confident; see the reliability diagram of the model's report."
+
 def predict_upload(pred:Predictor, # The model
                    data:bytes, # The uploaded image's bytes
-                   heatmap:bool=True, # Add a Grad-CAM overlay (PyTorch models)
+                   heatmap:bool=False, # Add a Grad-CAM overlay (PyTorch models)
                    lock:threading.Lock|None=None, # Serialises model calls
                    cam:str='gradcam', # 'gradcam' or 'gradcam++'
                    view:int=320, # Longest side of the returned images
+                   explain:str|None=None, # Class the heatmap explains; `None`: the predicted class
                   ) -> dict:
     "Prediction for one uploaded image: label, probabilities, and the image with its heatmap as PNG data URIs"
     kind = check_image(data)
@@ -101,15 +108,17 @@ def predict_upload(pred:Predictor, # The model
     lock = lock or threading.Lock()
     with lock:
         p = pred.predict_proba([im])[0]
-        hm = pred.heatmaps([im], method=cam)[0] if heatmap and pred.model is not None else None
+        if explain is not None and explain not in pred.vocab: raise UploadError(400, f"Unknown class {explain!r} to explain: one of {pred.vocab}")
+        hm = pred.heatmaps([im], targets=None if explain is None else [explain], method=cam)[0] if heatmap and pred.model is not None else None
     shown = im.copy(); shown.thumbnail((view, view))
     out = dict(predicted=pred.decode(p[None])[0], probability=float(p.max()),
                probabilities={c: float(v) for c, v in zip(pred.vocab, p)}, image_type=kind, image=_png_uri(shown),
-               model=dict(arch=pred.meta.get('arch'), classes=pred.vocab, backend=pred.backend, size=pred.size), disclaimer=DISCLAIMER)
+               model=dict(arch=pred.meta.get('arch'), classes=pred.vocab, backend=pred.backend, size=pred.size, temperature=pred.card.temperature),
+               calibration=calibration_note(pred), disclaimer=DISCLAIMER)
     if hm is not None:
         from covid_fastai.cam import cam_overlay
-        out['heatmap'] = _png_uri(cam_overlay(np.asarray(shown), hm))
-    else: out['heatmap'] = None
+        out['heatmap'], out['explains'] = _png_uri(cam_overlay(np.asarray(shown), hm)), explain or out['predicted']
+    else: out['heatmap'] = out['explains'] = None
     return out
 
 # %% ../nbs/21_serve.ipynb #bc572e79
@@ -119,7 +128,10 @@ form{margin:1em 0;padding:1em;border:1px dashed #999;border-radius:6px} button{p
 #result{display:none} .row{display:flex;gap:1.5em;flex-wrap:wrap} figure{margin:0} figcaption{font-size:.85em;color:#555}
 img{max-width:320px;border:1px solid #ddd} .bar{display:flex;align-items:center;gap:.5em;margin:.25em 0}
 .bar span.name{width:10em} .bar div.track{background:#eee;width:260px;height:1em;border-radius:3px}
-.bar div.fill{background:#3a78c2;height:1em;border-radius:3px} #error{color:#b00020;font-weight:bold} #label{font-size:1.4em}"""
+.bar div.fill{background:#3a78c2;height:1em;border-radius:3px} #error{color:#b00020;font-weight:bold} #label{font-size:1.4em}
+.cam{display:flex;gap:.4em;align-items:stretch} .scale{display:flex;flex-direction:column;justify-content:space-between;font-size:.75em;color:#555}
+.scale div.grad{flex:1;width:14px;border:1px solid #ccc;background:linear-gradient(to top,#00007f,#0000ff,#00ffff,#7fff7f,#ffff00,#ff0000,#7f0000)}
+label{margin-right:1em}"""
 
 _JS = """
 const form = document.getElementById('upload');
@@ -128,7 +140,10 @@ form.addEventListener('submit', async (ev) => {
   const err = document.getElementById('error'), res = document.getElementById('result'), status = document.getElementById('status');
   err.textContent = ''; res.style.display = 'none'; status.textContent = 'Predicting...';
   try {
-    const r = await fetch('api/predict?heatmap=1', {method: 'POST', body: new FormData(form)});
+    const want = document.getElementById('want-heatmap').checked, cls = document.getElementById('explain').value;
+    const q = want ? ('?heatmap=1' + (cls ? '&explain=' + encodeURIComponent(cls) : '')) : '?heatmap=0';
+    const fd = new FormData(); fd.append('image', document.getElementById('file').files[0]);
+    const r = await fetch('api/predict' + q, {method: 'POST', body: fd});
     const j = await r.json();
     status.textContent = '';
     if (!r.ok) { err.textContent = j.error || ('Error ' + r.status); return; }
@@ -145,14 +160,20 @@ form.addEventListener('submit', async (ev) => {
     }
     document.getElementById('image').src = j.image;
     const hm = document.getElementById('heatmap'), hmfig = document.getElementById('heatmap-fig');
-    if (j.heatmap) { hm.src = j.heatmap; hmfig.style.display = ''; } else { hm.removeAttribute('src'); hmfig.style.display = 'none'; }
+    if (j.heatmap) { hm.src = j.heatmap; hmfig.style.display = ''; document.getElementById('explains').textContent = j.explains; }
+    else { hm.removeAttribute('src'); hmfig.style.display = 'none'; }
+    document.getElementById('calibration').textContent = j.calibration;
     res.style.display = 'block';
   } catch (e) { status.textContent = ''; err.textContent = 'Request failed: ' + e; }
 });
 """
 
-def _page(pred, max_mb):
-    from fasthtml.common import Html, Head, Body, Meta, Title, Style, Script, H1, H2, P, B, Form, Input, Button, Div, Img, Figure, Figcaption, to_xml
+_FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#3a78c2"/>'
+            '<path d="M8 3v10M5 5c-2 1-2 6 0 7M11 5c2 1 2 6 0 7" stroke="#fff" stroke-width="1.4" fill="none"/></svg>')
+
+def _page(pred, max_mb, cam_on=True):
+    from fasthtml.common import (Html, Head, Body, Meta, Title, Style, Script, H1, H2, P, B, Form, Input, Button, Div, Img, Figure, Figcaption,
+                                 Label, Select, Option, Span, Link, to_xml)
     m = pred.meta
     name = f"{m.get('arch') or 'model'}" + (f" ({Path(str(pred.path)).name})" if pred.path is not None else '')
     body = Body(
@@ -160,15 +181,21 @@ def _page(pred, max_mb):
         P(B(DISCLAIMER), ' Do not use it to make decisions about a patient.', cls='warn'),
         P(f"Model: {name}, {pred.backend}, classes: {', '.join(pred.vocab)}, input {pred.size} px.", cls='small'),
         Form(Input(type='file', name='image', id='file', accept='.png,.jpg,.jpeg,.dcm,.dicom,image/png,image/jpeg,application/dicom', required=True),
-             Button('Predict', type='submit', id='submit'), P(f"PNG, JPEG or DICOM, at most {max_mb:g} MB.", cls='small'), id='upload'),
+             Button('Predict', type='submit', id='submit'), P(f"PNG, JPEG or DICOM, at most {max_mb:g} MB.", cls='small'),
+             *([Div(Label(Input(type='checkbox', id='want-heatmap', checked=True), ' Grad-CAM heatmap'),
+                    Label('explaining ', Select(Option('the predicted class', value=''), *[Option(c, value=c) for c in pred.vocab], id='explain')))]
+               if cam_on else [Input(type='hidden', id='want-heatmap', value=''), Input(type='hidden', id='explain', value='')]),
+             id='upload'),
         Div(id='status'), Div(id='error'),
         Div(H2('Prediction'), Div(id='label'), Div(id='bars'),
             Div(Figure(Img(id='image', alt='uploaded image'), Figcaption('Uploaded image')),
-                Figure(Img(id='heatmap', alt='Grad-CAM heatmap'), Figcaption('Grad-CAM: where the model looked for its prediction'), id='heatmap-fig'),
+                Figure(Div(Img(id='heatmap', alt='Grad-CAM heatmap'), Div(Span('high'), Div(cls='grad'), Span('low'), cls='scale'), cls='cam'),
+                       Figcaption('Grad-CAM: where the model looked for ', Span(id='explains'), ' (red: most, blue: least)'), id='heatmap-fig'),
                 cls='row'),
-            P(DISCLAIMER, cls='warn'), id='result'),
+            P(id='calibration', cls='small'), P(DISCLAIMER, cls='warn'), id='result'),
         Script(_JS))
-    return '<!DOCTYPE html>' + to_xml(Html(Head(Meta(charset='utf-8'), Title('covid-fastai'), Style(_CSS)), body, lang='en'))
+    icon = Link(rel='icon', href='favicon.svg', type='image/svg+xml')
+    return '<!DOCTYPE html>' + to_xml(Html(Head(Meta(charset='utf-8'), Title('covid-fastai'), icon, Style(_CSS)), body, lang='en'))
 
 def create_app(model, # A `Predictor`, or a saved model path (safe folder or .onnx) loaded once here
                max_mb:float=20., # Largest accepted upload in MB
@@ -183,11 +210,18 @@ def create_app(model, # A `Predictor`, or a saved model path (safe folder or .on
     pred = model if isinstance(model, Predictor) else load_covid_model(model, allow_pickle=allow_pickle)
     if cam != 'none' and pred.model is not None: import covid_fastai.cam  # adds Predictor.heatmaps
     limit, lock = int(max_mb * 1e6), threading.Lock()
-    page = _page(pred, max_mb)
+    page = _page(pred, max_mb, cam_on=cam != 'none' and pred.model is not None)
     app = FastHTML(default_hdrs=False, secret_key=os.urandom(16).hex())  # a key given: FastHTML writes no .sesskey file
 
     @app.get('/')
     def index(): return HTMLResponse(page)
+
+    from starlette.responses import Response
+    @app.get('/favicon.svg')
+    def favicon(): return Response(_FAVICON, media_type='image/svg+xml')
+
+    @app.get('/favicon.ico')   # what browsers ask for on their own
+    def favicon_ico(): return Response(_FAVICON, media_type='image/svg+xml')
 
     @app.get('/health')
     def health(): return JSONResponse(dict(status='ok', model=pred.meta.get('arch'), classes=pred.vocab, backend=pred.backend))
@@ -195,8 +229,9 @@ def create_app(model, # A `Predictor`, or a saved model path (safe folder or .on
     async def api_predict(req):
         try:
             data = await read_upload(req.headers, req.stream(), limit)
-            heat = req.query_params.get('heatmap', '1') not in ('0', 'false', 'no') and cam != 'none'
-            out = await run_in_threadpool(predict_upload, pred, data, heat, lock, cam if cam != 'none' else 'gradcam')
+            heat = req.query_params.get('heatmap', '0') in ('1', 'true', 'yes') and cam != 'none'   # only when asked for
+            out = await run_in_threadpool(predict_upload, pred, data, heat, lock, cam if cam != 'none' else 'gradcam', 320,
+                                          req.query_params.get('explain') or None)
             return JSONResponse(out)
         except UploadError as e: return JSONResponse(dict(error=str(e), disclaimer=DISCLAIMER), status_code=e.status)
         except Exception as e: return JSONResponse(dict(error=f"Prediction failed: {type(e).__name__}: {e}"), status_code=500)
@@ -217,4 +252,4 @@ def serve(model, # Saved model: safe folder (model.json + model.safetensors) or 
     import uvicorn
     app = create_app(model, max_mb=max_mb, cam=cam, allow_pickle=allow_pickle)
     print(f"Serving {app.predictor} on http://{host}:{port}  ({DISCLAIMER})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level='warning')
+    uvicorn.run(app, host=host, port=port, log_level='info', access_log=True)   # a line per request: client, request, status

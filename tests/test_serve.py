@@ -19,28 +19,32 @@ def server(three_class, tmp_path_factory):
     save_covid_model(learn, root/'model')
     (root/'cwd').mkdir()
     port = _free_port()
+    log = open(root/'server.log', 'w')   # a file, not a pipe: a full pipe would block the server
     proc = subprocess.Popen(['covid-fastai', 'serve', str(root/'model'), '--port', str(port), '--max-mb', '0.2'],
-                            cwd=root/'cwd', stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=root/'cwd', stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f'http://127.0.0.1:{port}'
     for _ in range(240):
         try:
             if requests.get(url + '/health', timeout=1).ok: break
         except requests.ConnectionError: pass
-        if proc.poll() is not None: pytest.fail(f"server exited: {proc.stderr.read()[-2000:]}")
+        if proc.poll() is not None: pytest.fail(f"server exited: {(root/'server.log').read_text()[-2000:]}")
         time.sleep(0.5)
     else: pytest.fail("server did not start")
     yield url, sorted(Path(test).rglob('*.png')), root
-    proc.terminate(); proc.wait(10)
+    proc.terminate(); proc.wait(10); log.close()
 
-def _post(url, data, name='x.png', field='image', ctype='image/png'):
-    return requests.post(url + '/api/predict', files={field: (name, data, ctype)}, timeout=60)
+def _post(url, data, name='x.png', field='image', ctype='image/png', query='?heatmap=1'):
+    return requests.post(url + '/api/predict' + query, files={field: (name, data, ctype)}, timeout=60)
 
 def test_browser_upload(server, browser, tmp_path):
     url, imgs, _ = server
     pg = browser.new_page()
+    errors = []
+    pg.on('console', lambda m: errors.append(m.text) if m.type == 'error' else None)
     pg.goto(url + '/')
     assert 'not a medical device' in pg.content()
     pg.set_input_files('#file', str(imgs[0]))
+    pg.select_option('#explain', 'Pneumonia')   # the heatmap of a class chosen on the page
     pg.click('#submit')
     pg.wait_for_function("document.getElementById('label').textContent.length > 0", timeout=60000)
     label = pg.text_content('#label')
@@ -50,11 +54,14 @@ def test_browser_upload(server, browser, tmp_path):
     assert w[0] > 0 and w[1] > 0
     assert pg.locator('#bars .bar').count() == 3
     assert pg.is_visible('#result') and 'not a medical device' in pg.text_content('#result')
+    assert pg.text_content('#explains') == 'Pneumonia' and pg.is_visible('.scale .grad') and 'calibrated' in pg.text_content('#calibration')
     pg.screenshot(path=str(tmp_path/'app.png'), full_page=True)
     pg.close()
+    assert errors == []   # no console error (the favicon is served)
 
 def test_api_answers_and_bad_uploads(server):
-    url, imgs, _ = server
+    url, imgs, root = server
+    assert _post(url, imgs[0].read_bytes(), query='').json()['heatmap'] is None   # the heatmap only when asked for
     r = _post(url, imgs[0].read_bytes())
     assert r.status_code == 200
     j = r.json()
@@ -72,6 +79,8 @@ def test_api_answers_and_bad_uploads(server):
         assert msg in r.json()['error'], (what, r.json())
     assert requests.get(url + '/health', timeout=5).json()['status'] == 'ok'
     assert _post(url, imgs[1].read_bytes()).status_code == 200      # still serving
+    log = (root/'server.log').read_text()
+    assert '"POST /api/predict?heatmap=1 HTTP/1.1" 200' in log and '"GET /health HTTP/1.1" 200' in log   # a line per request
 
 def test_dicom_upload(server, tmp_path):
     url, imgs, _ = server
