@@ -71,7 +71,7 @@ if __name__ == '__main__':
         df = pd.DataFrame(st)[cols]
         return md_table(df)
     md = ['# Recipes on real chest X-rays', '',
-          f"`{a.arch}` at {a.size} px on ../shared/data/xray3 (3 classes), patient-grouped split {out['data']['split']} "
+          f"`{a.arch}` at {a.size} px on xray3 (3 classes), patient-grouped split {out['data']['split']} "
           f"(bench/xray3_split.csv, {out['data']['patients_across_splits']} patients on two sides), seed 42, CPU ({os.cpu_count()} cores). "
           "Metrics of the validation set at the end of each stage; the test set is scored once at the end.", '',
           f"## head ({res['head']['seconds']} s)", '', table(res['head']['stages']), '', f"Test: {res['head']['test']}", '',

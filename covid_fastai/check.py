@@ -59,8 +59,8 @@ class DatasetReport:
         return patient_overlap(self.layout) if self.layout.is_split else {}
 
     def summary(self) -> str:
-        "The report as Markdown text"
-        lines = [f"# Dataset check: {self.layout.path}", '', f"{len(self.info)} files, {int(self.info.ok.sum())} readable.", '']
+        "The report as Markdown text (files named relative to the data folder)"
+        lines = [f"# Dataset check: {show_path(Path(self.layout.path).name)}/", '', f"{len(self.info)} files, {int(self.info.ok.sum())} readable.", '']
         lines += ['## Classes', '', '| class | images |', '|---|---|'] + [f"| {k} | {v} |" for k, v in self.counts.items()]
         lines += ['', f"Imbalance (largest / smallest class): {self.imbalance:.1f}", '']
         def _sec(title, items):
@@ -73,7 +73,8 @@ class DatasetReport:
         if self.layout.is_split:
             _sec('Near duplicates across splits', [f"{r.a} ({r.split_a}) ~ {r.b} ({r.split_b})" for r in self.cross_split.itertuples()])
             _sec('Patients in more than one split', [f"{p}: {', '.join(s)}" for p, s in self.patients_across_splits.items()])
-        return '\n'.join(lines)
+        root = str(Path(self.layout.path)).rstrip('/') + '/'
+        return '\n'.join(lines).replace(root, '')   # files named relative to the data folder
 
     def __repr__(self): return self.summary()
     def _repr_markdown_(self): return self.summary()

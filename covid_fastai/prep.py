@@ -133,7 +133,7 @@ def augment_folder(src, # Folder of class folders, or of train/ valid/ [test/] w
         # every split of `dest` keeps an original and its copies on one side (`folder_layout` reads this file)
         write_csv(pd.DataFrame(rows, columns=['path', 'original']), dest/AUGMENTED_CSV)
     if skipped: warn(f"{len(skipped)} unreadable image(s) left out:\n  " + '\n  '.join(skipped[:10]))
-    print(f"{len(files) - len(skipped)} images copied and {len(rows)} augmented copies written to {show_path(final)} (originals listed in {AUGMENTED_CSV})")
+    print(f"{len(files) - len(skipped)} images copied and {len(rows)} augmented copies written to {show_path(final.name)}/ (originals listed in {AUGMENTED_CSV})")
     return final
 
 # %% ../nbs/05_prep.ipynb #295b4956

@@ -200,3 +200,10 @@ def test_demo_runs_offline_on_the_bundled_sample(tmp_path):
     assert 'split by patient' in out and 'Stage 1 (head)' in out and '  epoch 1/1: train_loss ' in out and 'Report: ' in out
     assert '\r' not in out and '█' not in out and len(out.splitlines()) < 40   # no progress-bar redraws in a log
     assert tree_digest(sample_xrays()) == before
+
+def test_help_lists_the_backbones():
+    "`--help` names every backbone of the registry (the docment is checked against `ARCHS`, so it cannot drift)"
+    from covid_fastai.models import ARCHS
+    r = cli('train', '--help')
+    text = ' '.join(r.stdout.split())
+    assert all(a in text for a in ARCHS), [a for a in ARCHS if a not in text]

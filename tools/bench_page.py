@@ -38,7 +38,7 @@ def page() -> dict:
                    'PyTorch loop, inference latency and data loading: what the scripts in `bench/` measured, on which machine.'),
              _cell('markdown', 'Every number here comes from a script under `bench/` that writes JSON and a Markdown table to '
                    '`bench/results/`; this page is generated from them by `tools/bench_page.py`. None of it is a test: run the scripts '
-                   'again to measure your own machine. The X-rays are `../shared/data/xray3` (905 images of the DarkCovidNet sources), '
+                   'again to measure your own machine. The X-rays are xray3, a local copy of 905 images of the DarkCovidNet sources (`--data PATH` of each script), '
                    'which is not part of the repository.\n\n**Research and teaching tool, not a medical device.**')]
     for stem, head, png, what in SECTIONS:
         md = RES/f'{stem}.md'

@@ -5,9 +5,10 @@
 
 The site (from tools/docs_site.py, or `nbdev-docs`'s _docs/) is served over HTTP from a local thread. Each page must
 load with no JavaScript error, no console error and no failed request; have a title and an <h1>; and have every <img>
-loaded (naturalWidth > 0). The page of a module notebook (numbered, with `#| default_exp`) must document its API: at
+loaded (naturalWidth > 0); be no wider than the viewport (1280 px); and show no path of the machine it was built or run on
+(`/work/...`, `/tmp/...`, `../shared/...`, a warning's file location). The page of a module notebook (numbered, with `#| default_exp`) must document its API: at
 least one show_doc block, i.e. a heading (h2-h4) naming a symbol followed by a code block with its signature
-(`def name(` or `class name(`). Links between pages must reach an existing page and anchor. Every notebook of nbs/
+(`def name(` or `class name(`), and show at least one output of its own examples. Links between pages must reach an existing page and anchor. Every notebook of nbs/
 must have its page, unless `--partial` (for a site built with `docs_site.py --only`; links to missing pages are then
 allowed). Exits 1 listing the problems. Uses Debian's Chromium (`chromium`, or /usr/bin/chromium) through Playwright,
 as the browser tests do.
@@ -34,6 +35,16 @@ SHOW_DOCS_JS = r"""() => [...document.querySelectorAll('h2, h3, h4')].filter(h =
   return false;
 }).length"""
 
+# Paths of the machine a page was built or run on (data folders, temporary folders, a warning's file location)
+MACHINE_PATH = re.compile(r"(?<![\w.~])(?:/(?:work|tmp|root|home|Users|usr|opt|var|mnt|private)/[^\s'\"<>)]+|\.\./shared/[^\s'\"<>)]*|[A-Za-z]:\\\\Users\\\\\S+)")
+# Pages whose saved outputs still show paths of the machine they were run on: they need a re-run of the tutorial with
+# relative paths (issue 18). Listed here they are reported but do not fail the check; a listed page without such a path fails
+# it, so the list can only shrink.
+KNOWN_MACHINE_PATHS = {'tutorials/colab_quickstart.html', 'tutorials/shortcut_learning.html', 'tutorials/tiny_set.html',
+                       'tutorials/xray_corpus.html'}
+WIDTH_JS = "() => [document.documentElement.scrollWidth, window.innerWidth]"
+# Outputs of the page's own cells (not the API blocks of show_doc)
+OUTPUTS_JS = "() => [...document.querySelectorAll('.output_area')].filter(o => !o.closest('.celltag_show_doc')).length"
 BROKEN_IMAGES_JS = "() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 100))"
 # Element ids of the page, and its links to pages of the same site
 IDS_LINKS_JS = """() => [[...document.querySelectorAll('[id]')].map(e => e.id),
@@ -81,6 +92,11 @@ def check_page(browser, url, module, shot=None):
         if not pg.locator('h1').count() or not pg.locator('h1').first.inner_text().strip(): errs.append("no <h1> title")
         errs += [f"image not loaded: {s}" for s in pg.evaluate(BROKEN_IMAGES_JS)]
         if module and not pg.evaluate(SHOW_DOCS_JS): errs.append("module page without any API (show_doc) block")
+        if module and not pg.evaluate(OUTPUTS_JS): errs.append("module page without any output of its examples")
+        w, vw = pg.evaluate(WIDTH_JS)
+        if w > vw + 1: errs.append(f"page wider than the viewport ({w} px > {vw} px)")
+        paths = sorted(set(MACHINE_PATH.findall(pg.inner_text('body'))))
+        if paths: errs.append(f"paths of the machine it was built on: {', '.join(p[:80] for p in paths[:3])}" + (f" and {len(paths)-3} more" if len(paths) > 3 else ''))
         found = pg.evaluate(IDS_LINKS_JS)
         if shot: pg.screenshot(path=str(shot), full_page=True)
     except Exception as e: errs.append(f"{type(e).__name__}: {e}")
@@ -101,7 +117,10 @@ def check_site(site, browser, nbs=ROOT/'nbs', screenshots=None, partial=False):
         for p in pages:
             shot = Path(screenshots)/(p.replace('/', '__')[:-5] + '.png') if screenshots else None
             errs, (ids[p], links[p]) = check_page(browser, base + p, expected.get(p, False), shot)
-            problems += [f"{p}: {e}" for e in errs]
+            known = [e for e in errs if e.startswith('paths of the machine')] if p in KNOWN_MACHINE_PATHS else []
+            for e in known: print(f"known, not yet fixed: {p}: {e}", file=sys.stderr)
+            if p in KNOWN_MACHINE_PATHS and not known: problems.append(f"{p}: shows no machine path any more: remove it from KNOWN_MACHINE_PATHS")
+            problems += [f"{p}: {e}" for e in errs if e not in known]
     finally: srv.shutdown()
     for p in pages:  # links between pages: the page exists (unless `partial`), and so does the anchor
         for l in dict.fromkeys(links[p]):

@@ -196,6 +196,7 @@ th, td { border-bottom: 1px solid #dee2e6; padding: 0.3rem 0.6rem; text-align: l
 pre { background: #f7f8fa; padding: 0.7rem 0.9rem; border-radius: 4px; overflow-x: auto; font-size: 0.88rem; line-height: 1.4; }
 code { font-size: 0.9em; } p code, li code, td code { background: #f1f3f5; padding: 0 0.2em; border-radius: 3px; }
 .cell { margin: 0.8rem 0; } .output_area pre { background: none; border-left: 2px solid lightsalmon; border-radius: 0; }
+table { display: block; max-width: 100%; overflow-x: auto; } pre { max-width: 100%; overflow-x: auto; }   /* wide tables and lines scroll inside the page */
 .celltag_show_doc { margin: 1.5rem 0; } .celltag_show_doc hr { display: none; }
 .celltag_show_doc .output_area { border: 1px solid #dee2e6; border-radius: 6px; padding: 0 1rem; box-shadow: 0 1px 2px rgba(0,0,0,.05); }
 .celltag_show_doc .output_area pre { border-left: none; background: #f7f8fa; }
