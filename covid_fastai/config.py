@@ -110,7 +110,7 @@ class TrainConfig:
     sampling:_OptName='auto' # 'auto': training images drawn inversely to their class frequency (single-label data); 'none': uniformly
     num_workers:int|None=None # DataLoader workers; `None`: fastai's default
     # the model
-    arch:str='mobilenet' # Backbone: mobilenet, mobilenet_v3, resnet18, resnet50, vgg16, vgg16_bn, densenet121, densenet201, efficientnet_b0, efficientnet_lite0 (offline weights)
+    arch:str='mobilenet' # Backbone: mobilenet, mobilenet_v3, resnet18, resnet50, vgg16, vgg16_bn, densenet121, densenet201, efficientnet_b0; offline weights: efficientnet_lite0, efficientnet_lite1, efficientnet_lite2
     pretrained:_Flag=True # Start from ImageNet weights
     weights:str|None=None # Local ImageNet weights file instead of downloading
     head_sizes:_IntList=None # Hidden sizes of a plain head, e.g. '190'; `None`: fastai's head

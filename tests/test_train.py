@@ -62,7 +62,7 @@ def test_cli_errors_are_one_line(xray_folder, tmp_path):
     r = subprocess.run(['covid-fastai-train', str(xray_folder), '--out', str(xray_folder/'out')], capture_output=True, text=True)
     assert r.returncode == 1 and 'inputs are never modified' in r.stderr and not (xray_folder/'out').exists()
     r = subprocess.run(['covid-fastai-train', '--help'], capture_output=True, text=True)
-    assert r.returncode == 0 and '--arch' in r.stdout and 'Backbone name' in r.stdout
+    assert r.returncode == 0 and '--arch' in r.stdout and 'Backbone: mobilenet' in r.stdout
 
 def test_multi_label_trains(tmp_path):
     from covid_fastai.images import make_synthetic_xrays, get_xray_files
