@@ -126,6 +126,8 @@ def warn_split_leaks(lay:Layout, # A split layout checked by `checked_layout` (i
     if 'phash' not in lay.df: return pd.DataFrame()
     pairs = cross_split_duplicates(lay.df, max_dist=max_dist)
     if not len(pairs): return pairs
-    shown = '\n  '.join(f"{a} ({sa}) ~ {b} ({sb})" for a, sa, b, sb in pairs[['a', 'split_a', 'b', 'split_b']].head(10).itertuples(index=False))
-    warn(f"{len(pairs)} pair(s) of near-duplicate images are in different splits, which inflates validation/test scores:\n  {shown}")
+    root = Path(lay.path)
+    rel = lambda f: show_path(Path(f).relative_to(root) if root in Path(f).parents else f)   # named relative to the data folder
+    shown = '\n  '.join(f"{rel(a)} ({sa}) ~ {rel(b)} ({sb})" for a, sa, b, sb in pairs[['a', 'split_a', 'b', 'split_b']].head(10).itertuples(index=False))
+    warn(f"{len(pairs)} pair(s) of near-duplicate images are in different splits of {show_path(root.name)}/, which inflates validation/test scores:\n  {shown}")
     return pairs

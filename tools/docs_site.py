@@ -124,6 +124,7 @@ def quarto_to_nbconvert(nb):
             while lines and (m := _opt.match(lines[0])): opts[m[1]] = m[2].strip('"\''); lines.pop(0)
             c.source = '\n'.join(lines).strip()
             if opts.get('include') == 'false': continue
+            if _test_only(c): continue   # a cell of checks only (test_eq, test_fail, assert): a test, not an example
             tags = c.metadata.setdefault('tags', [])
             if opts.get('echo') == 'false' or not c.source: tags.append('remove_input')
             if opts.get('output') == 'false': c.outputs = []
@@ -135,6 +136,14 @@ def quarto_to_nbconvert(nb):
         cells.append(c)
     nb.cells = cells
     return fm
+
+_TEST_LINE = re.compile(r'^\s*(test_\w+\(|assert\b|#|$)')
+
+def _test_only(c) -> bool:
+    "A code cell with no output whose every statement is a check (`test_eq(...)`, `assert ...`): hidden from the page"
+    if c.get('outputs'): return False
+    stmts = [l for l in c.source.splitlines() if l.strip() and not l.startswith((' ', '\t', ')', ']', '}'))]
+    return bool(stmts) and all(_TEST_LINE.match(l) for l in stmts)
 
 CELLS = """{%- extends 'basic/index.html.j2' -%}
 {% block input_group -%}

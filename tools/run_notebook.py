@@ -26,12 +26,21 @@ def skip(cell) -> bool:
 
 _BAR = re.compile(r'[█\s]*(?:[^|\n\r]{0,40}:\s*)?\|[█\-]*\|\s*[\d.]+%\s*\[[^\]\n]*\][ \t]*')
 
+# A warning as Python prints it: `/abs/path/module.py:418: UserWarning: message`, then the source line that raised it
+_WARN_AT = re.compile(r'^[^\n]*?\S+\.py:\d+: (\w*Warning: )', re.M)
+_WARN_SRC = re.compile(r'^\s+(?:warn|warnings\.warn)\(.*$\n?', re.M)
+
+def warning_text(text:str) -> str:
+    "Warnings without the file and line of the library code that raised them (a path of the machine) and without that code"
+    return _WARN_SRC.sub('', _WARN_AT.sub(r'\1', text))
+
 def drop_bars(cell):
-    "Remove fastprogress bars (which print as text outside Jupyter) from the cell's stream outputs"
+    "Remove fastprogress bars (which print as text outside Jupyter) from the cell's stream outputs, and where warnings came from"
     outs = []
     for o in cell.get('outputs', []):
         if o.get('output_type') == 'stream':
             text = _BAR.sub('', ''.join(o['text']) if isinstance(o['text'], list) else o['text']).replace('\r', '')
+            if o.get('name') == 'stderr': text = warning_text(text)
             if 'train_loss' in text:  # fastai's epoch table printed as text: one line per epoch
                 text = re.sub(r'Epoch \d+/\d+ :', '', text).replace('█', '')
                 text = re.sub(r'(\d\d:\d\d)[ \t]*', r'\1\n', re.sub(r'\btime\b[ \t]*', 'time\n', text))
