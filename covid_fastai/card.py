@@ -31,7 +31,7 @@ class ModelCard:
     label_delim: str = LABEL_DELIM # Separator of multi-label labels
     thresh: float = 0.5           # Decision threshold of multi-label predictions
     temperature: float = 1.       # Logits are divided by it before softmax/sigmoid (`calibrate_learner`)
-    tta: bool = False             # Test-time augmentation: average the predictions of the image and its horizontal flip
+    tta: bool = False             # Test-time augmentation: average over the image, its horizontal flip, a 10% zoom and its flip
     arch: str|None = None         # Backbone name in `ARCHS`
     head_sizes: list|None = None  # Hidden sizes of a plain head; `None`: fastai's head
     head_dropout: float = 0.5     # Dropout of the plain head

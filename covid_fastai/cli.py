@@ -91,6 +91,20 @@ def _outside(out:Path, inputs:list, what:str='output'):
     return o
 
 # %% ../nbs/22_cli.ipynb #fed90112
+def _is_model(p:str) -> bool:
+    "Whether `p` looks like a saved model: a folder with model.json or model.onnx, or an .onnx / model.json / pickle file"
+    p = Path(p).expanduser()
+    if p.is_dir(): return (p/'model.json').exists() or (p/'model.onnx').exists()
+    return p.is_file() and (p.suffix.lower() in ('.onnx', '.pkl', '.pth') or p.name == 'model.json')
+
+def _load_models(paths:list, allow_pickle:bool=False, threads=None):
+    "One saved model as a `Predictor`, or several as an `Ensemble` averaging their probabilities (same classes only)"
+    from covid_fastai.inference import load_covid_model
+    preds = [load_covid_model(p, allow_pickle=allow_pickle, threads=threads) for p in paths]
+    if len(preds) == 1: return preds[0]
+    from covid_fastai.ensemble import Ensemble
+    return Ensemble(preds, names=[Path(p).name for p in paths])
+
 def _data_arg(path:str):
     "The data folder of `path` (a folder, or the folder of a CSV file); fails clearly when it is missing"
     p = Path(path).expanduser()
@@ -149,6 +163,7 @@ def covid_fastai_train(
 def covid_fastai_evaluate(
     model:str, # Saved model: folder with model.json + model.safetensors, or an .onnx file
     test:str, # Labelled test images: folder of class folders (a split folder's test/), or CSV file (path, label)
+    *more:str, # With several models (an ensemble averaging their probabilities): MODEL_A MODEL_B [...] TEST
     out:str='report', # Report folder (not inside the test data)
     label_map:str=None, # Map model classes to test labels, e.g. 'No_findings=Other,Pneumonia=Other', or a JSON file
     cam:str='gradcam', # Heatmaps: gradcam, gradcam++ or none
@@ -156,21 +171,25 @@ def covid_fastai_evaluate(
     seed:int=42, # Seed of the bootstrap and the image sample
     skip_unreadable:bool=False, # Leave unreadable test images out instead of stopping
     bs:int=32, # Batch size
+    tta:bool_arg=None, # Test-time augmentation (flips and a 10% zoom, averaged): true or false; default: as the model card says
     allow_pickle:bool=False, # Allow a fastai pickle as model (it can run code: only files you trust)
     debug:bool=False, # Show the full traceback on errors
 ):
-    "Evaluate a saved model on labelled images: metrics with confidence intervals, plots and report.html (research use only)"
+    "Evaluate a saved model (or an ensemble of several) on labelled images: metrics with confidence intervals, plots and report.html (research use only)"
     with _interruptible('evaluate'):
         try:
             _terminal()
+            models = [model, test, *more[:-1]] if more else [model]
+            test = more[-1] if more else test
             if not Path(test).expanduser().exists(): raise FileNotFoundError(f"No such test folder or file: {test}")
             tdir = Path(test).expanduser() if Path(test).is_dir() else Path(test).expanduser().parent
-            outp = _outside(out, [tdir, model], 'report folder')
-            from covid_fastai.inference import load_covid_model, DISCLAIMER
+            outp = _outside(out, [tdir, *models], 'report folder')
+            from covid_fastai.inference import DISCLAIMER
             from covid_fastai.report import evaluate
-            pred = load_covid_model(model, allow_pickle=allow_pickle)
+            pred = _load_models(models, allow_pickle)
+            if len(models) > 1: cam = 'none'   # Grad-CAM explains one network
             m = evaluate(pred, test, outp, label_map=parse_label_map(label_map), cam=None if cam == 'none' else cam, n_boot=n_boot,
-                         seed=seed, skip_unreadable=skip_unreadable, bs=bs)
+                         seed=seed, skip_unreadable=skip_unreadable, bs=bs, tta=tta)
         except Exception as e: _fail('evaluate', e, debug)
     ci = m.get('ci', {})
     iv = lambda v: f" [{v[0]:.3f}, {v[1]:.3f}]" if v else ''
@@ -206,27 +225,34 @@ def _heatmap_names(files:list) -> list:
 @call_parse
 def covid_fastai_predict(
     model:str, # Saved model: folder with model.json + model.safetensors, or an .onnx file
-    *images:str, # Image files or folders
+    *images:str, # Image files or folders; saved models before them make an ensemble (MODEL_A MODEL_B IMAGES...)
     out:str='predictions.csv', # CSV file of the predictions (not inside an input folder)
     heatmaps:str=None, # Folder to write Grad-CAM overlays to (PyTorch models)
     skip_unreadable:bool=False, # Leave unreadable images out (listed on stderr) instead of stopping
     bs:int=32, # Batch size
     threads:int=None, # CPU threads (default: the library's default)
+    tta:bool_arg=None, # Test-time augmentation (flips and a 10% zoom, averaged): true or false; default: as the model card says
     allow_pickle:bool=False, # Allow a fastai pickle as model (it can run code: only files you trust)
     debug:bool=False, # Show the full traceback on errors
 ):
-    "Predict the class of chest images with a saved model; print a table and write a CSV (research use only, not for diagnosis)"
+    "Predict the class of chest images with a saved model (or an ensemble of several); print a table and write a CSV (research use only, not for diagnosis)"
     with _interruptible('predict'):
         try:
             _terminal()
             from covid_fastai.inference import load_covid_model, DISCLAIMER
             from covid_fastai.imread import load_xray, ImageReadError
-            if not images: raise ValueError("No images given: covid-fastai predict MODEL IMAGE_OR_FOLDER [...]")
+            models, images = [model], list(images)
+            while images and _is_model(images[0]): models.append(images.pop(0))   # MODEL_A MODEL_B ... IMAGES
+            if not images: raise ValueError("No images given: covid-fastai predict MODEL [MODEL ...] IMAGE_OR_FOLDER [...]")
             files = _image_files(images)
-            outp = _outside(out, list(images) + [model], 'CSV file')
-            hdir = _outside(heatmaps, list(images) + [model], 'heatmap folder') if heatmaps else None
-            pred = load_covid_model(model, allow_pickle=allow_pickle, threads=threads)
-            if threads and pred.backend == 'torch':
+            outp = _outside(out, images + models, 'CSV file')
+            hdir = _outside(heatmaps, images + models, 'heatmap folder') if heatmaps else None
+            if hdir is not None and len(models) > 1: raise ValueError("--heatmaps explains one model: give one model, or leave --heatmaps out")
+            pred = _load_models(models, allow_pickle, threads)
+            if tta is not None:
+                from covid_fastai.evaluation import as_predictor
+                pred = as_predictor(pred, tta)
+            if threads and pred.backend in ('torch', 'ensemble'):
                 import torch; torch.set_num_threads(threads)
             if skip_unreadable:
                 bad = []
@@ -373,13 +399,14 @@ def covid_fastai_serve(
     port:int=8000, # Port
     max_mb:float=20., # Largest accepted upload in MB
     cam:str='gradcam', # Heatmaps: gradcam, gradcam++ or none
+    tta:bool_arg=None, # Test-time augmentation (flips and a 10% zoom, averaged): true or false; default: as the model card says
     allow_pickle:bool=False, # Allow a fastai pickle as model (it can run code: only files you trust)
     debug:bool=False, # Show the full traceback on errors
 ):
     "Serve a web page where a user uploads a chest image and sees the prediction and its heatmap (research use only)"
     try:
         from covid_fastai.serve import serve
-        serve(model, host=host, port=port, max_mb=max_mb, cam=cam, allow_pickle=allow_pickle)
+        serve(model, host=host, port=port, max_mb=max_mb, cam=cam, allow_pickle=allow_pickle, tta=tta)
     except KeyboardInterrupt: pass
     except Exception as e: _fail('serve', e, debug)
 

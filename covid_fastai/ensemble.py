@@ -57,6 +57,26 @@ class Ensemble:
         "Weighted average of the members' probabilities on `items`"
         return sum(w * p for w, p in zip(self.weights, self.member_probs(items, bs))).astype(np.float32)
 
+    def decode(self, probs) -> list: return self.card.decode(probs)
+
+    def predict(self, imgs, # Image files
+                names:list|None=None, # Name of each image in the table (file paths by default)
+                bs:int=32, # Batch size
+                progress:bool=False, # Show progress
+               ) -> pd.DataFrame:
+        "A table of `imgs`: the ensemble's predicted class, its probability and one probability column per class"
+        imgs = [str(f) for f in imgs]
+        p = self.predict_proba(imgs, bs, progress)
+        df = pd.DataFrame(dict(file=names or imgs, predicted=self.decode(p)))
+        df['probability'] = p.max(1)
+        for j, c in enumerate(self.vocab): df[c] = p[:, j]
+        return df
+
+    def with_card(self, **changes # Fields of every member's card to change (e.g. `tta=True`)
+                 ) -> 'Ensemble':
+        "The same members with changed cards (weights and names kept)"
+        return Ensemble([m.with_card(**changes) for m in self.members], weights=list(self.weights), names=self.names)
+
     def evaluate(self, test=None, # Labelled images (folder, CSV, DataFrame with `fname`/`label`, or `Layout`); the first Learner's validation set by default
                  n_boot:int=0, # Bootstrap resamples of the F1 intervals (0: none)
                  bs:int=32, # Batch size

@@ -63,12 +63,14 @@ def _item_losses(Y, probs, multi_label):
     return -np.log((p * Y).sum(1))
 
 def as_predictor(model, # A `Learner`, a `Predictor`, an `Ensemble`, or a saved model (folder, `model.json`, `.onnx`)
+                 tta:bool|None=None, # Test-time augmentation on or off; `None`: as the model card says
                 ):
     "`model` as something with `predict_proba` and a model card (a `Learner` becomes a `Predictor` sharing its model)"
     from covid_fastai.inference import Predictor, load_covid_model
-    if hasattr(model, 'predict_proba') and hasattr(model, 'card'): return model
-    if isinstance(model, (str, Path)): return load_covid_model(model)
-    return Predictor.from_learner(model)
+    if hasattr(model, 'predict_proba') and hasattr(model, 'card'): p = model
+    elif isinstance(model, (str, Path)): p = load_covid_model(model)
+    else: p = Predictor.from_learner(model)
+    return p if tta is None or (p.card.tta == tta and not hasattr(p, 'members')) else p.with_card(tta=tta)
 
 class Evaluation:
     "The predictions of a model on labelled images, computed once, and every view of them: metrics, confusion, top losses, calibration"
@@ -108,11 +110,12 @@ class Evaluation:
                    skip_unreadable:bool=False, # Leave unreadable test images out instead of stopping
                    bs:int=32, # Batch size of inference
                    progress:bool=True, # Show progress
+                   tta:bool|None=None, # Test-time augmentation (flips and a 10% zoom, averaged); `None`: as the model card says
                    **kwargs # Arguments of `test_layout` for a table (`path`, `fn_col`, `label_col`, ...)
                   ) -> Evaluation:
         "Predict once with `model` on the labelled images of `test`"
         from covid_fastai.images import inspect_images
-        pred = as_predictor(model)
+        pred = as_predictor(model, tta)
         lay = test_layout(test, check_files=not skip_unreadable, **kwargs)  # missing files are skipped like unreadable ones
         df = lay.df[['fname', 'label']].copy()
         df['fname'] = df.fname.astype(str)

@@ -15,8 +15,8 @@ from .imread import load_xray, to_rgb
 from .card import ModelCard, whole_file
 
 # %% auto #0
-__all__ = ['DISCLAIMER', 'preprocess', 'probs_from_logits', 'ModelFileError', 'Predictor', 'learner_card', 'save_covid_model',
-           'load_covid_model', 'export_onnx']
+__all__ = ['DISCLAIMER', 'TTA_ZOOM', 'preprocess', 'tta_views', 'probs_from_logits', 'ModelFileError', 'Predictor',
+           'learner_card', 'save_covid_model', 'load_covid_model', 'export_onnx']
 
 # %% ../nbs/13_inference.ipynb #43474698
 DISCLAIMER = "Research and teaching use only: not a medical device; no prediction here is a diagnosis."
@@ -42,6 +42,28 @@ def preprocess(imgs, # Image files, bytes, file objects or PIL images
     return out
 
 # %% ../nbs/13_inference.ipynb #99643b88
+TTA_ZOOM = 0.9  # The scale view of test-time augmentation: the central 90% of the image, resized back to the input size
+
+def _zoom(x:np.ndarray, f:float=TTA_ZOOM) -> np.ndarray:
+    "The central fraction `f` of each image of the batch `x` `(n, c, h, w)`, resized back to `h` x `w` (bilinear)"
+    n, c, h, w = x.shape
+    ch, cw = max(1, round(h * f)), max(1, round(w * f))
+    t, l = (h - ch) // 2, (w - cw) // 2
+    crop = x[..., t:t+ch, l:l+cw]
+    def _axis(size, src):
+        s = np.clip((np.arange(size) + 0.5) * src / size - 0.5, 0, src - 1)
+        i0 = np.floor(s).astype(int); i1 = np.minimum(i0 + 1, src - 1)
+        return i0, i1, (s - i0).astype(x.dtype)
+    y0, y1, wy = _axis(h, ch); x0, x1, wx = _axis(w, cw)
+    rows = crop[..., y0, :] * (1 - wy)[:, None] + crop[..., y1, :] * wy[:, None]
+    return np.ascontiguousarray(rows[..., x0] * (1 - wx) + rows[..., x1] * wx)
+
+def tta_views(x:np.ndarray, # A preprocessed batch `(n, 3, size, size)`
+             ) -> list:
+    "The batches test-time augmentation averages over: the images, their horizontal flips, a 10% zoom of each and its flip"
+    z = _zoom(x)
+    return [x, np.ascontiguousarray(x[..., ::-1]), z, np.ascontiguousarray(z[..., ::-1])]
+
 def probs_from_logits(logits:np.ndarray, # Model outputs `(n, n_classes)`
                       multi_label:bool=False, # Sigmoid per class instead of softmax
                       temperature:float=1., # Temperature (see `fit_temperature`): logits are divided by it
@@ -109,15 +131,22 @@ class Predictor:
         return np.concatenate([self.run(x) for x in self._batches(imgs, bs, progress)])
 
     def predict_proba(self, imgs, bs:int=32, progress:bool=False) -> np.ndarray:
-        "Class probabilities `(n, n_classes)` for `imgs`: temperature applied, and averaged over the image and its flip if the card asks for test-time augmentation"
+        "Class probabilities `(n, n_classes)` for `imgs`: temperature applied, and averaged over `tta_views` if the card asks for test-time augmentation"
         imgs = list(imgs)
         if not imgs: return np.zeros((0, len(self.vocab)), np.float32)
         out = []
         for x in self._batches(imgs, bs, progress):
-            p = probs_from_logits(self.run(x), self.multi_label, self.temperature)
-            if self.card.tta: p = (p + probs_from_logits(self.run(np.ascontiguousarray(x[..., ::-1])), self.multi_label, self.temperature)) / 2
-            out.append(p)
+            views = tta_views(x) if self.card.tta else [x]
+            out.append(np.mean([probs_from_logits(self.run(v), self.multi_label, self.temperature) for v in views], 0))
         return np.concatenate(out).astype(np.float32)
+
+    def with_card(self, **changes # Fields of the model card to change (e.g. `tta=True`)
+                 ) -> 'Predictor':
+        "The same model with a changed card (the weights and the backend are shared)"
+        from dataclasses import replace
+        p = Predictor(self.run, replace(self.card, **changes).validate(), model=self.model, backend=self.backend)
+        p.path = self.path
+        return p
 
     def decode(self, probs:np.ndarray) -> list:
         "Predicted label of each row of `probs`: the most probable class, or the classes over `thresh` joined by the card's `label_delim` (multi-label)"

@@ -69,10 +69,12 @@ def evaluate(model, # A trained `Learner`, a `Predictor`, an `Ensemble`, or a sa
              bs:int=32, # Batch size of inference
              title:str|None=None, # Report title
              progress:bool=True, # Show progress
+             tta:bool|None=None, # Test-time augmentation (flips and a 10% zoom, averaged); `None`: as the model card says
              **kwargs # Arguments of `test_layout` for a table (`path`, `fn_col`, `label_col`, ...)
             ) -> dict:
     "Evaluate `model` on `test` and write metrics, predictions, plots and a self-contained HTML report to `out`"
     pred, learn, calib = _as_predictor(model, calibrate)
+    if tta is not None: pred = as_predictor(pred, tta)
     lay = test_layout(test, check_files=not skip_unreadable, **kwargs)   # missing files are skipped like unreadable ones
     out = Path(out).expanduser().resolve()
     data = Path(lay.path).expanduser().resolve()

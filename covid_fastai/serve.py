@@ -179,7 +179,8 @@ def _page(pred, max_mb, cam_on=True):
     body = Body(
         H1('covid-fastai: try a model'),
         P(B(DISCLAIMER), ' Do not use it to make decisions about a patient.', cls='warn'),
-        P(f"Model: {name}, {pred.backend}, classes: {', '.join(pred.vocab)}, input {pred.size} px.", cls='small'),
+        P(f"Model: {name}, {pred.backend}, classes: {', '.join(pred.vocab)}, input {pred.size} px"
+          + (", test-time augmentation (flips and a 10% zoom, averaged)." if pred.card.tta else '.'), cls='small'),
         Form(Input(type='file', name='image', id='file', accept='.png,.jpg,.jpeg,.dcm,.dicom,image/png,image/jpeg,application/dicom', required=True),
              Button('Predict', type='submit', id='submit'), P(f"PNG, JPEG or DICOM, at most {max_mb:g} MB.", cls='small'),
              *([Div(Label(Input(type='checkbox', id='want-heatmap', checked=True), ' Grad-CAM heatmap'),
@@ -201,6 +202,7 @@ def create_app(model, # A `Predictor`, or a saved model path (safe folder or .on
                max_mb:float=20., # Largest accepted upload in MB
                cam:str='gradcam', # Heatmap method: 'gradcam', 'gradcam++' or 'none'
                allow_pickle:bool=False, # Allow a fastai pickle as model (it can run code)
+               tta:bool|None=None, # Test-time augmentation (flips and a 10% zoom, averaged); `None`: as the model card says
               ):
     "The web app: `/` (upload page), `POST /api/predict` (image -> JSON), `/health`"
     from fasthtml.common import FastHTML
@@ -208,6 +210,7 @@ def create_app(model, # A `Predictor`, or a saved model path (safe folder or .on
     from starlette.concurrency import run_in_threadpool
     from starlette.routing import Route
     pred = model if isinstance(model, Predictor) else load_covid_model(model, allow_pickle=allow_pickle)
+    if tta is not None and tta != pred.card.tta: pred = pred.with_card(tta=tta)
     if cam != 'none' and pred.model is not None: import covid_fastai.cam  # adds Predictor.heatmaps
     limit, lock = int(max_mb * 1e6), threading.Lock()
     page = _page(pred, max_mb, cam_on=cam != 'none' and pred.model is not None)
@@ -247,9 +250,10 @@ def serve(model, # Saved model: safe folder (model.json + model.safetensors) or 
           max_mb:float=20., # Largest accepted upload in MB
           cam:str='gradcam', # Heatmap method: 'gradcam', 'gradcam++' or 'none'
           allow_pickle:bool=False, # Allow a fastai pickle as model (it can run code)
+          tta:bool|None=None, # Test-time augmentation (flips and a 10% zoom, averaged); `None`: as the model card says
          ):
     "Run the web app with uvicorn until interrupted"
     import uvicorn
-    app = create_app(model, max_mb=max_mb, cam=cam, allow_pickle=allow_pickle)
+    app = create_app(model, max_mb=max_mb, cam=cam, allow_pickle=allow_pickle, tta=tta)
     print(f"Serving {app.predictor} on http://{host}:{port}  ({DISCLAIMER})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level='info', access_log=True)   # a line per request: client, request, status

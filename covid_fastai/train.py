@@ -94,6 +94,7 @@ def train_covid_learner(path, # Data folder (one sub-folder per class, or train/
     if not (cfg.pretrained or cfg.weights is not None):
         recipe, epochs = 'full', (cfg.freeze_epochs + epochs if isinstance(epochs, int) else epochs)
     learn.card.recipe['config'] = cfg.to_dict()
+    learn.card.tta = bool(cfg.tta)   # how saved models predict (the Learner's own metrics are without it)
     if not cfg.quiet: print(run_summary(learn, cfg, recipe, epochs))
     fit_recipe(learn, recipe, epochs=epochs, lr=cfg.lr, freeze_epochs=cfg.freeze_epochs, schedule=cfg.schedule, cbs=cbs)
     if lay.test_items: learn.card.metrics['test'] = holdout_metrics(learn)

@@ -207,3 +207,24 @@ def test_help_lists_the_backbones():
     r = cli('train', '--help')
     text = ' '.join(r.stdout.split())
     assert all(a in text for a in ARCHS), [a for a in ARCHS if a not in text]
+
+def test_ensembles_and_tta_from_the_command_line(trained, split_folder, tmp_path, three_class):
+    "`predict/evaluate MODEL_A MODEL_B ...` average the models' probabilities; `--tta true` averages flips and a 10% zoom"
+    import shutil
+    out, _ = trained
+    twin = tmp_path/'twin'; shutil.copytree(out, twin)          # the same weights: the ensemble must equal the model
+    imgs = sorted((split_folder/'test').rglob('*.png'))[:4]
+    classes = ['COVID-19', 'No_findings', 'Pneumonia']
+    cli('predict', out, *imgs, '--out', tmp_path/'one.csv')
+    cli('predict', out, twin, *imgs, '--out', tmp_path/'two.csv')
+    one, two = pd.read_csv(tmp_path/'one.csv'), pd.read_csv(tmp_path/'two.csv')
+    assert len(two) == 4 and np.allclose(one[classes], two[classes], atol=1e-5)
+    cli('predict', out, *imgs, '--out', tmp_path/'tta.csv', '--tta', 'true')
+    tta = pd.read_csv(tmp_path/'tta.csv')
+    assert np.allclose(tta[classes].sum(axis=1), 1, atol=1e-4) and not np.allclose(tta[classes], one[classes], atol=1e-6)
+    cli('evaluate', out, twin, split_folder/'test', '--out', tmp_path/'rep', '--n-boot', 20, '--tta', 'true')
+    m = json.loads((tmp_path/'rep'/'metrics.json').read_text())
+    assert m['n'] == 12 and m['model']['arch'].startswith('ensemble(') and m['provenance']['tta'] is False   # the members' cards carry it
+    other_classes = tmp_path/'other'; save_covid_model(three_class[0], other_classes)
+    one_line_error(cli('predict', out, other_classes, *imgs, '--out', tmp_path/'x.csv', ok=False), "classes differ")
+    one_line_error(cli('predict', out, twin, *imgs, '--heatmaps', tmp_path/'h', ok=False), 'explains one model')
