@@ -83,6 +83,16 @@ class WorkerBatchTfms:
 class WorkerTfmdDL(WorkerBatchTfms, TfmdDL): "A `TfmdDL` whose batch transforms run in its workers on a CPU"
 class WorkerWeightedDL(WorkerBatchTfms, WeightedDL): "A `WeightedDL` whose batch transforms run in its workers on a CPU"
 
+def _short_signature(cls, keep:list):
+    "Show only the parameters in `keep` of `cls`'s signature (the docs and `help`); every other fastai `DataLoader` argument still works as `**kwargs`"
+    import inspect
+    sig = inspect.signature(cls)
+    ps = [p for n, p in sig.parameters.items() if n in keep] + [inspect.Parameter('kwargs', inspect.Parameter.VAR_KEYWORD)]
+    cls.__signature__ = sig.replace(parameters=ps)
+
+_short_signature(WorkerTfmdDL, ['dataset', 'bs', 'shuffle', 'num_workers'])
+_short_signature(WorkerWeightedDL, ['dataset', 'bs', 'wgts', 'shuffle', 'num_workers'])
+
 # %% ../nbs/06_dataloaders.ipynb #09c96623
 SAMPLINGS = ('auto', 'weighted', None)
 

@@ -196,6 +196,7 @@ class PlainTensors(Callback):
         self._typed = self.learn.xb, self.learn.yb
         self.learn.xb, self.learn.yb = _plain(self.xb), _plain(self.yb)
     def after_loss(self): self.learn.xb, self.learn.yb = self._typed
+PlainTensors.__signature__ = inspect.Signature()   # no arguments (not fastai's list of event hooks) in the docs
 
 class DeviceMixedPrecision(MixedPrecision):
     "fastai's `MixedPrecision` on the device of the batches: float16 or bfloat16 on a GPU, bfloat16 on a CPU"
