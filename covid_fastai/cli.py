@@ -340,6 +340,7 @@ def covid_fastai_resize(
     src:str, # Folder of images (sub-folders kept)
     dest:str, # New folder for the copies (outside src)
     size:int=256, # Longest side of the copies in pixels (Lanczos)
+    rebuild:bool=False, # Empty and remake DEST if its copies were made with another size, window or source (else refused)
     debug:bool=False, # Show the full traceback on errors
 ):
     "Write downscaled copies of every image under SRC into DEST (the originals are not touched)"
@@ -349,7 +350,7 @@ def covid_fastai_resize(
             if not Path(src).is_dir(): raise FileNotFoundError(f"No such folder: {src}")
             _outside(dest, [src], 'destination')
             from covid_fastai.prep import resize_xrays
-            res = resize_xrays(src, dest, size=size)
+            res = resize_xrays(src, dest, size=size, rebuild=rebuild)
         except Exception as e: _fail('resize', e, debug)
     print(f"{int(res.result.isin(['done', 'skipped']).sum())} of {len(res)} images in {dest} (Lanczos, longest side {size} px)")
 

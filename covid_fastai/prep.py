@@ -12,10 +12,10 @@ from PIL import Image, ImageOps
 from .images import *
 from .data import Layout, AUGMENTED_CSV
 from .check import _unreadable_error
-from .outputs import output_folder, write_csv
+from .outputs import output_folder, write_csv, write_text
 
 # %% auto #0
-__all__ = ['cache_name', 'resize_xray', 'resize_xrays', 'augment_image', 'augment_folder', 'cached_layout']
+__all__ = ['CACHE_INFO', 'cache_name', 'resize_xray', 'resize_xrays', 'augment_image', 'augment_folder', 'cached_layout']
 
 # %% ../nbs/05_prep.ipynb #5f6459c9
 def _check_dest(src, dest):
@@ -61,6 +61,25 @@ def resize_xray(fn, # Source image
     return 'done'
 
 # %% ../nbs/05_prep.ipynb #dbf58bca
+CACHE_INFO = '.covid_fastai_cache.json'  # Written into a cache folder: the size, filter, window and source its copies were made with
+
+def _cache_info(src, dest, size, resample, window, rebuild):
+    "Check (or start) the record of how the copies in `dest` are made; refuse copies made another way unless `rebuild`"
+    import json
+    want = dict(size=int(size), resample=int(resample), window=list(window) if isinstance(window, tuple) else window, source=str(src))
+    f = dest/CACHE_INFO
+    have = json.loads(f.read_text()) if f.exists() else None
+    if have is None and dest.exists() and any(dest.iterdir()) and not rebuild:
+        raise ValueError(f"{dest} holds files but no {CACHE_INFO}: not a cache made by this version (its copies may have another size); "
+                         f"choose another cache folder, or rebuild it (rebuild=True, --rebuild)")
+    if have is not None and have != want:
+        diff = ', '.join(f"{k} {have.get(k)!r} (asked {v!r})" for k, v in want.items() if have.get(k) != v)
+        if not rebuild: raise ValueError(f"The cache {dest} was made with {diff}: choose another cache folder, or rebuild it (rebuild=True, --rebuild)")
+    if rebuild and dest.exists() and (have is not None or any(dest.iterdir())):
+        for p in dest.iterdir(): shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    dest.mkdir(parents=True, exist_ok=True)
+    write_text(f, json.dumps(want, indent=1))   # first: an interrupted run resumes with the same settings
+
 def resize_xrays(src, # Folder of images (any layout; sub-folders kept)
                   dest, # Cache folder to write to, outside `src`
                   size:int=256, # Longest side of the copies, in pixels
@@ -69,9 +88,11 @@ def resize_xrays(src, # Folder of images (any layout; sub-folders kept)
                   window:str|tuple|None=None, # DICOM window for CT
                   n_workers:int=defaults.cpus, # Parallel workers
                   progress:bool=True, # Show a progress bar
+                  rebuild:bool=False, # Empty a cache made with another size, filter, window or source, instead of refusing it
                  ) -> pd.DataFrame:
-    "Write a copy of every image under `src` into `dest`, longest side `size`; returns each file's outcome"
+    "Write a copy of every image under `src` into `dest`, longest side `size`; returns each file's outcome. A re-run (or a run after an interruption) copies only what is missing or changed"
     src, dest = _check_dest(src, dest)
+    _cache_info(src, dest, size, resample, window, rebuild)
     files = L(files) if files is not None else get_xray_files(src)
     res = parallel(partial(resize_xray, src=src, dest=dest, size=size, resample=resample, window=window), files,
                    n_workers=n_workers, threadpool=True, progress=progress)

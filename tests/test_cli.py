@@ -143,6 +143,9 @@ def test_data_commands(xray_folder, tmp_path):
     cli('resize', xray_folder, tmp_path/'small', '--size', 32)
     im = Image.open(next((tmp_path/'small').rglob('*.png')))
     assert max(im.size) == 32
+    one_line_error(cli('resize', xray_folder, tmp_path/'small', '--size', 48, ok=False), 'size 32 (asked 48)', '--rebuild')
+    cli('resize', xray_folder, tmp_path/'small', '--size', 48, '--rebuild')
+    assert max(Image.open(next((tmp_path/'small').rglob('*.png'))).size) == 48
     cli('augment', xray_folder, tmp_path/'aug', '--n-per-image', 1)
     assert len(list((tmp_path/'aug').rglob('*.png'))) == 2 * len(list(Path(xray_folder).rglob('*.png')))
     one_line_error(cli('resize', xray_folder, xray_folder/'small', ok=False), 'inputs are never modified')
