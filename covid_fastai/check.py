@@ -13,7 +13,7 @@ from .data import *
 from .outputs import write_text, write_csv
 
 # %% auto #0
-__all__ = ['DatasetReport', 'check_dataset', 'checked_layout', 'warn_split_leaks']
+__all__ = ['DatasetReport', 'check_cache_file', 'check_dataset', 'checked_layout', 'warn_split_leaks']
 
 # %% ../nbs/04_check.ipynb #e9d68266
 @dataclass
@@ -80,15 +80,25 @@ class DatasetReport:
     def _repr_markdown_(self): return self.summary()
 
 # %% ../nbs/04_check.ipynb #4fb52af2
+def check_cache_file(path, # A data folder
+                    ) -> Path:
+    "Where the image check of `path` is remembered: a file per data folder in `$COVID_FASTAI_CACHE/image_checks` (default `~/.cache/covid-fastai`), never in the data"
+    import hashlib
+    root = Path(os.environ.get('COVID_FASTAI_CACHE', '~/.cache/covid-fastai')).expanduser()/'image_checks'
+    return root/f"{hashlib.sha1(os.fsencode(os.path.realpath(path))).hexdigest()[:16]}.csv"
+
+def _cache_arg(cache, path): return check_cache_file(path) if cache is True else (None if cache in (False, None) else Path(cache))
+
 def check_dataset(src, # Data folder or `Layout`
                   min_size:int=224, # Report images whose shorter side is below this
                   max_dist:int=2, # Largest perceptual-hash distance (of 64 bits) reported as a near duplicate
                   patient_re:str|None='auto', # For a folder: regex reading patient ids from file names ('auto': NIH-style names)
                   save:str|Path|None=None, # Also write the report (Markdown) and the per-file table (CSV) next to this path
+                  cache:bool|str|Path=True, # Remember each file's check (`check_cache_file`) so an unchanged file is not read again; `False`: read all
                  ) -> DatasetReport:
     "Inspect every image of `src` and report unreadable files, class balance, small images and duplicates"
     lay = read_layout(src, patient_re)
-    info = inspect_images(lay.df.fname.tolist())
+    info = inspect_images(lay.df.fname.tolist(), cache=_cache_arg(cache, lay.path))
     info['label'], info['split'] = lay.df.label.values, lay.df.split.values
     pairs = near_duplicates(info.phash.tolist(), max_dist)
     near = pd.DataFrame([(info.fname[i], info.fname[j], d, info.split[i], info.split[j]) for i, j, d in pairs],
@@ -109,9 +119,10 @@ def _unreadable_error(bad, path):
 
 def checked_layout(lay:Layout, # The layout to check (left unchanged)
                    skip_unreadable:bool=False, # Leave unreadable images out (with a warning) instead of stopping
+                   cache:bool|str|Path=True, # Remember each file's check (`check_cache_file`): a second run over an unchanged corpus reads no image
                   ) -> Layout:
     "A copy of `lay` whose every image decodes, with its perceptual hash (`phash`) for `warn_split_leaks`"
-    info = inspect_images(lay.df.fname.tolist())
+    info = inspect_images(lay.df.fname.tolist(), cache=_cache_arg(cache, lay.path))
     out = lay.new(lay.df.assign(phash=info.phash.values))
     bad = info.fname[~info.ok].tolist()
     if not bad: return out

@@ -6,7 +6,7 @@ Docs: https://covid-fastai.github.io/covid-fastai/images.html.md"""
 
 # %% ../nbs/02_images.ipynb #cf4c4293
 from __future__ import annotations
-import io, hashlib
+import io, hashlib, os
 from fastai.vision.all import *
 from PIL import Image, UnidentifiedImageError
 from .imread import *
@@ -75,15 +75,54 @@ def inspect_image(fn, # Image or DICOM file
     except Exception as e: d['error'] = f"{type(e).__name__}: {e}"
     return d
 
+_INFO_COLS = ['fname', 'ok', 'error', 'width', 'height', 'mode', 'md5', 'phash']
+
+def _stat_key(fn):
+    "What a remembered check depends on: the file's size and modification time, and the pixel limit it was checked against"
+    import covid_fastai.imread as _ir
+    try: st = os.stat(fn); return (int(st.st_size), int(st.st_mtime_ns), int(_ir.MAX_PIXELS))
+    except OSError: return None
+
+def _read_check_cache(fn) -> dict:
+    "`{file: (size, mtime_ns, row)}` from a check cache written by `inspect_images` (empty when missing or unreadable)"
+    try: df = pd.read_csv(fn, encoding_errors='surrogateescape', dtype={'phash': str, 'md5': str, 'mode': str, 'error': str}, keep_default_na=False)
+    except Exception: return {}
+    out = {}
+    for r in df.itertuples(index=False):
+        row = dict(fname=r.fname, ok=bool(r.ok), error=r.error, width=int(r.width), height=int(r.height), mode=r.mode, md5=r.md5,
+                   phash=int(r.phash, 16) if r.phash else None)
+        out[r.fname] = (int(r.size), int(r.mtime_ns), int(r.max_pixels), row)
+    return out
+
 def inspect_images(fns, # Image files
                    n_workers:int=defaults.cpus, # Threads
                    progress:bool=True, # Show a progress bar (for more than 100 files)
+                   cache:str|Path|None=None, # CSV file remembering each file's result by (path, size, modification time): only new or changed files are read again
                   ) -> pd.DataFrame:
     "`inspect_image` of every file in `fns`, as a DataFrame"
     fns = L(fns)
-    rows = parallel(inspect_image, fns, n_workers=n_workers, threadpool=True, progress=progress and len(fns) > 100)
-    cols = ['fname', 'ok', 'error', 'width', 'height', 'mode', 'md5', 'phash']
-    return pd.DataFrame(list(rows), columns=cols)
+    keys = [_stat_key(f) for f in fns] if cache is not None else [None] * len(fns)
+    old = _read_check_cache(cache) if cache is not None and Path(cache).exists() else {}
+    rows, todo = [None] * len(fns), []
+    for i, (f, k) in enumerate(zip(fns, keys)):
+        hit = old.get(str(f))
+        if k is not None and hit is not None and hit[:3] == k: rows[i] = {**hit[3], 'fname': f}
+        else: todo.append(i)
+    new = parallel(inspect_image, [fns[i] for i in todo], n_workers=n_workers, threadpool=True, progress=progress and len(todo) > 100)
+    for i, r in zip(todo, new): rows[i] = r
+    out = pd.DataFrame(rows, columns=_INFO_COLS)
+    out['phash'] = pd.Series([r['phash'] for r in rows], dtype=object)   # 64-bit hashes as Python ints (floats would lose their low bits)
+    if cache is not None and todo:   # remember the files that exist; a failed read is checked again next time only if the file changed
+        from covid_fastai.outputs import write_csv
+        keep = [i for i, k in enumerate(keys) if k is not None]
+        c = out.iloc[keep].assign(fname=[str(fns[i]) for i in keep], size=[keys[i][0] for i in keep], mtime_ns=[keys[i][1] for i in keep],
+                                  max_pixels=[keys[i][2] for i in keep],
+                                  phash=[format(int(p), 'x') if p is not None and p == p else '' for p in out.phash.iloc[keep]])
+        seen = set(c.fname)   # earlier entries of files not asked about this time are kept
+        rest = [(h[3] | dict(size=h[0], mtime_ns=h[1], max_pixels=h[2], phash=format(h[3]['phash'], 'x') if h[3]['phash'] is not None else ''))
+                for f, h in old.items() if f not in seen]
+        write_csv(pd.concat([pd.DataFrame(rest, columns=list(c.columns)), c], ignore_index=True), cache)
+    return out
 
 # %% ../nbs/02_images.ipynb #d266da51
 def near_duplicates(hashes, # Perceptual hashes as integers (`None` for unreadable images)

@@ -1,8 +1,11 @@
-import hashlib, io
+import hashlib, io, os, tempfile
 from pathlib import Path
 import numpy as np, pytest
 from PIL import Image
 from covid_fastai.images import make_synthetic_xrays, write_dicom
+
+# The image checks the tests remember go to a folder of this run (commands started by the tests inherit it), not ~/.cache
+os.environ['COVID_FASTAI_CACHE'] = tempfile.mkdtemp(prefix='covid-fastai-test-cache-')
 
 @pytest.fixture(scope='session')
 def xray_folder(tmp_path_factory):

@@ -1,6 +1,6 @@
 "check_dataset: exactly the corrupt files, class counts, small images, duplicates; the folder is only read."
 import shutil
-import numpy as np, pytest
+import numpy as np, pandas as pd, pytest
 from PIL import Image
 from covid_fastai.images import *
 from covid_fastai.check import check_dataset
@@ -41,3 +41,17 @@ def test_training_skips_reported_files(planted):
     assert len(learn.history) == 1
     assert not set(learn.dls.layout.df.fname.map(lambda f: f.name)) & {f.name for f in bad.values()}
     assert tree_digest(src) == before
+
+def test_image_check_is_remembered_and_redone_when_a_file_changes(tmp_path):
+    "The check of an unchanged file is remembered (by path, size, modification time and pixel limit); a changed file is read again"
+    import os, subprocess
+    from covid_fastai.check import check_cache_file
+    src = make_synthetic_xrays(tmp_path/'d', n_per_class=6, size=32)
+    r = subprocess.run(['covid-fastai', 'check-data', str(src), '--min-size', '8'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and '12 files, 12 readable' in r.stdout
+    cache = check_cache_file(src)
+    assert cache.exists() and str(cache).startswith(os.environ['COVID_FASTAI_CACHE']) and len(pd.read_csv(cache)) == 12
+    victim = sorted(src.rglob('*.png'))[0]
+    victim.write_bytes(b'not a PNG any more')
+    r = subprocess.run(['covid-fastai', 'check-data', str(src), '--min-size', '8'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 3 and '12 files, 11 readable' in r.stdout and victim.name in r.stdout
