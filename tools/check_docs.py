@@ -40,8 +40,7 @@ MACHINE_PATH = re.compile(r"(?<![\w.~])(?:/(?:work|tmp|root|home|Users|usr|opt|v
 # Pages whose saved outputs still show paths of the machine they were run on: they need a re-run of the tutorial with
 # relative paths (issue 18). Listed here they are reported but do not fail the check; a listed page without such a path fails
 # it, so the list can only shrink.
-KNOWN_MACHINE_PATHS = {'tutorials/colab_quickstart.html', 'tutorials/shortcut_learning.html',
-                       'tutorials/xray_corpus.html'}
+KNOWN_MACHINE_PATHS = set()
 WIDTH_JS = "() => [document.documentElement.scrollWidth, window.innerWidth]"
 # Outputs of the page's own cells (not the API blocks of show_doc)
 OUTPUTS_JS = "() => [...document.querySelectorAll('.output_area')].filter(o => !o.closest('.celltag_show_doc')).length"
