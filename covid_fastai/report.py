@@ -217,7 +217,7 @@ def report_html(m:dict, # Metrics from `evaluate`
              f'<p class="small">covid-fastai {html.escape(str(m.get("covid_fastai")))}, {html.escape(m["date"])}. '
              f'Model: {html.escape(str(m["model"].get("arch")))} ({html.escape(m["model"]["backend"])}, {html.escape(m["model"]["source"])}), '
              f'input {m["model"].get("size")} px, temperature {_fmt(m["model"].get("temperature"), 2)}. '
-             f'Test set: {html.escape(m["test"]["path"])}, {m["n"]} images'
+             f'Test set: {html.escape(show_path(Path(m["test"]["path"]).name) + "/" if m["test"].get("path") else "given")}, {m["n"]} images'
              + (f', label map {html.escape(json.dumps(m["test"]["label_map"]))}' if m['test'].get('label_map') else '')
              + (f', {len(m["test"]["unreadable"])} unreadable images left out' if m['test'].get('unreadable') else '') + '.</p>',
              '<h2>Metrics</h2>', _table(summary, ['Metric', 'Value', f'{int(ci.get("level", .95)*100)}% CI']),
