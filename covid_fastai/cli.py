@@ -215,11 +215,12 @@ def _image_files(inputs:list) -> list:
 
 def _heatmap_names(files:list) -> list:
     "A distinct heatmap file name per input: `<stem>_gradcam.png`, numbered when two inputs share a stem"
+    from collections import Counter
     stems = [Path(f).stem for f in files]
-    seen, out = {}, []
+    total, seen, out = Counter(stems), Counter(), []
     for s in stems:
-        k = seen[s] = seen.get(s, 0) + 1
-        out.append(f"{s}_gradcam.png" if stems.count(s) == 1 else f"{s}_{k}_gradcam.png")
+        seen[s] += 1
+        out.append(f"{s}_gradcam.png" if total[s] == 1 else f"{s}_{seen[s]}_gradcam.png")
     return out
 
 @call_parse

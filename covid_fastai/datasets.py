@@ -6,11 +6,11 @@ Docs: https://covid-fastai.github.io/covid-fastai/datasets.html.md"""
 
 # %% ../nbs/25_datasets.ipynb #25a00003
 from __future__ import annotations
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 from .registry import lookup
+from .outputs import file_sha256 as _sha256
 
 # %% auto #0
 __all__ = ['SAMPLE_CITATION', 'DATASETS', 'sample_xrays', 'PublicDataset', 'get_dataset', 'dataset_layout']
@@ -60,12 +60,6 @@ DATASETS = {d.name: d for d in [
                   _covid_chestxray_layout, 'covid-chestxray-dataset: X-rays and CT images from publications, with metadata.csv',
                   citation='Cohen JP, Morrison P, Dao L, Roth K, Duong TQ, Ghassemi M. COVID-19 image data collection: prospective predictions are the future. MELBA 2020'),
 ]}
-
-def _sha256(fn) -> str:
-    h = hashlib.sha256()
-    with open(fn, 'rb') as f:
-        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
-    return h.hexdigest()
 
 def get_dataset(name:str, # A name in `DATASETS`
                 archive:str|Path|None=None, # An archive already on this machine instead of downloading (an offline machine, a mirror)

@@ -65,12 +65,10 @@ class Ensemble:
                 progress:bool=False, # Show progress
                ) -> pd.DataFrame:
         "A table of `imgs`: the ensemble's predicted class, its probability and one probability column per class"
+        from covid_fastai.inference import _prob_table
         imgs = [str(f) for f in imgs]
         p = self.predict_proba(imgs, bs, progress)
-        df = pd.DataFrame(dict(file=names or imgs, predicted=self.decode(p)))
-        df['probability'] = p.max(1)
-        for j, c in enumerate(self.vocab): df[c] = p[:, j]
-        return df
+        return _prob_table(names or imgs, self.decode(p), p, self.vocab)
 
     def with_card(self, **changes # Fields of every member's card to change (e.g. `tta=True`)
                  ) -> 'Ensemble':

@@ -7,6 +7,7 @@ Docs: https://covid-fastai.github.io/covid-fastai/images.html.md"""
 # %% ../nbs/02_images.ipynb #cf4c4293
 from __future__ import annotations
 import io, hashlib, os
+import covid_fastai.imread as _ir   # `_ir.MAX_PIXELS` read when used: it can be changed at run time
 from fastai.vision.all import *
 from PIL import Image, UnidentifiedImageError
 from .imread import *
@@ -79,7 +80,6 @@ _INFO_COLS = ['fname', 'ok', 'error', 'width', 'height', 'mode', 'md5', 'phash']
 
 def _stat_key(fn):
     "What a remembered check depends on: the file's size and modification time, and the pixel limit it was checked against"
-    import covid_fastai.imread as _ir
     try: st = os.stat(fn); return (int(st.st_size), int(st.st_mtime_ns), int(_ir.MAX_PIXELS))
     except OSError: return None
 

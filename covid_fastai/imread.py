@@ -220,9 +220,9 @@ def load_xray(fn, # Path or binary file object of an image (any format Pillow re
              ) -> Image.Image:
     "Open `fn` as an 8-bit RGB PIL image; raise `ImageReadError` naming the file if it cannot be read or has more than `MAX_PIXELS`"
     if isinstance(fn, (str, Path)): fn = regular_file(fn)
-    image_dims(fn)
     try:
-        if is_dicom(fn): return to_rgb(read_dicom(fn, window=window))
+        if is_dicom(fn): return to_rgb(read_dicom(fn, window=window))   # `read_dicom` checks the pixel limit
+        image_dims(fn)
         with Image.open(fn) as im:
             if draft and im.format == 'JPEG': im.draft(None, (draft, draft))
             im.load()

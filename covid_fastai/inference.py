@@ -13,6 +13,7 @@ import pandas as pd
 from PIL import Image
 from .imread import load_xray, to_rgb
 from .card import ModelCard, whole_file
+from .outputs import file_sha256 as _sha256
 
 # %% auto #0
 __all__ = ['DISCLAIMER', 'TTA_ZOOM', 'preprocess', 'tta_views', 'probs_from_logits', 'ModelFileError', 'Predictor',
@@ -42,6 +43,13 @@ def preprocess(imgs, # Image files, bytes, file objects or PIL images
     return out
 
 # %% ../nbs/13_inference.ipynb #99643b88
+def _prob_table(names, labels, probs, vocab) -> pd.DataFrame:
+    "The prediction table of `Predictor.predict` and `Ensemble.predict`: file, predicted, probability, one column per class"
+    df = pd.DataFrame(dict(file=names, predicted=labels))
+    df['probability'] = probs.max(1)
+    for j, c in enumerate(vocab): df[c] = probs[:, j]
+    return df
+
 TTA_ZOOM = 0.9  # The scale view of test-time augmentation: the central 90% of the image, resized back to the input size
 
 def _zoom(x:np.ndarray, f:float=TTA_ZOOM) -> np.ndarray:
@@ -161,10 +169,7 @@ class Predictor:
         imgs = list(imgs)
         p = self.predict_proba(imgs, bs, progress)
         names = names or [str(x) if isinstance(x, (str, Path)) else getattr(x, 'name', f'image_{i}') for i, x in enumerate(imgs)]
-        df = pd.DataFrame(dict(file=names, predicted=self.decode(p)))
-        df['probability'] = p.max(1)
-        for j, c in enumerate(self.vocab): df[c] = p[:, j]
-        return df
+        return _prob_table(names, self.decode(p), p, self.vocab)
 
     @classmethod
     def from_learner(cls, learn, # A trained fastai `Learner` (e.g. from `train_covid_learner`)
@@ -208,13 +213,6 @@ def save_covid_model(learn, # A trained `Learner` from `covid_learner` or `train
 
 # %% ../nbs/13_inference.ipynb #10e24eb1
 _PICKLE_SUFFIXES = {'.pkl', '.pickle', '.pth', '.pt', '.bin'}
-
-def _sha256(fn) -> str:
-    import hashlib
-    h = hashlib.sha256()
-    with open(fn, 'rb') as f:
-        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
-    return h.hexdigest()
 
 def _inside_file(fn:Path, folder:Path, what:str) -> Path:
     "`fn` if it is a regular file inside `folder` (links included, when they stay inside); `ModelFileError` otherwise"

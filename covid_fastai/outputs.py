@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['NAME_ERRORS', 'whole_file', 'write_csv', 'write_text', 'OutputInUse', 'output_lock', 'whole_folder', 'output_folder']
+__all__ = ['NAME_ERRORS', 'whole_file', 'file_sha256', 'write_csv', 'write_text', 'OutputInUse', 'output_lock', 'whole_folder',
+           'output_folder']
 
 # %% ../nbs/24_outputs.ipynb #24a00006
 @contextmanager
@@ -33,6 +34,15 @@ def _name_escape(e:UnicodeError):
 
 NAME_ERRORS = 'covid_fastai.names'  # Error handler for text with file names: their undecodable bytes are written as `\xNN`
 codecs.register_error(NAME_ERRORS, _name_escape)
+
+def file_sha256(fn, # A file
+               ) -> str:
+    "The SHA-256 of `fn`'s bytes, read in 1 MiB chunks (model weights, downloaded archives)"
+    import hashlib
+    h = hashlib.sha256()
+    with open(fn, 'rb') as f:
+        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
+    return h.hexdigest()
 
 def write_csv(df, # A DataFrame
               fn:str|Path, # The CSV file to write (whole or not at all)
