@@ -144,6 +144,7 @@ def main():
     ap.add_argument('--rounds', type=int, default=3)
     ap.add_argument('--workers', type=int, default=os.cpu_count())
     ap.add_argument('--cpu', action='store_true', help='stay on the CPU even with a GPU')
+    ap.add_argument('--out', default=str(RESULTS), help='folder of the results (speed[_gpu].json/.md/.png)')
     ap.add_argument('--one', default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     import pandas as pd
@@ -160,8 +161,8 @@ def main():
     dev = rows[0]['device']
     tag = '' if dev.startswith('cpu') else '_gpu'
     env = dict(python=platform.python_version(), device=dev, data=a.data, n_images=len(files))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS/f'speed{tag}.json').write_text(json.dumps(dict(env=env, rows=rows), indent=2))
+    res_dir = Path(a.out); res_dir.mkdir(parents=True, exist_ok=True)
+    (res_dir/f'speed{tag}.json').write_text(json.dumps(dict(env=env, rows=rows), indent=2))
     hdr = ['arch', 'precision', 'library img/s', 'plain loop img/s', 'library / plain', 'library data img/s', 'plain data img/s',
            'model step img/s (ceiling)', 'library / ceiling', 'peak RSS MB'] + (['peak GPU MB'] if tag else [])
     md = [f"# Training throughput on {dev}", '',
@@ -196,8 +197,8 @@ def main():
            'makes decoding about 3x cheaper for large originals (`data_loading.md`).',
            '- **Noise.** This is a shared virtual machine: the same step varies by +-20% from minute to minute, which is why the three '
            'measurements take turns and the medians of the rounds are reported.']
-    (RESULTS/f'speed{tag}.md').write_text('\n'.join(md) + '\n')
-    plot(rows, RESULTS/f'speed{tag}.png', dev)
+    (res_dir/f'speed{tag}.md').write_text('\n'.join(md) + '\n')
+    plot(rows, res_dir/f'speed{tag}.png', dev)
     print('\n'.join(md))
 
 if __name__ == '__main__': main()

@@ -13,6 +13,7 @@ from .card import *
 from .learner import *
 from .recipes import *
 from .config import *
+from .distributed import *
 from .train import *
 from .inference import *
 from .metrics import *

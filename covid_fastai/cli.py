@@ -10,7 +10,7 @@ __all__ = ['COMMANDS', 'covid_fastai_train', 'covid_fastai_evaluate', 'covid_fas
            'covid_fastai_serve', 'main']
 
 # %% ../nbs/22_cli.ipynb #385464a1
-import sys, signal  # no `from __future__ import annotations`: fastcore's parser needs real types in the delegated signature
+import os, sys, signal  # no `from __future__ import annotations`: fastcore's parser needs real types in the delegated signature
 from contextlib import contextmanager
 from pathlib import Path
 from fastcore.script import call_parse, bool_arg, parse_cli
@@ -132,6 +132,10 @@ def covid_fastai_train(
             from covid_fastai.outputs import output_folder, write_csv
             from covid_fastai.learner import EpochLines
             tty = _terminal()
+            if int(os.environ.get('WORLD_SIZE', '1')) > 1 and int(os.environ.get('RANK', '0')) != 0:
+                # Another process of `accelerate launch`/`torchrun`: it trains its shard; the first process saves, reports and prints
+                train_covid_learner(Path(path).expanduser(), cbs=[_stop_on_interrupt()], **{**kwargs, 'history': None, 'quiet': True})
+                return
             with output_folder(outp, 'model.json') as tmp:   # OUT appears whole when everything succeeded; else it is left as it was
                 if kwargs.get('history') is None: kwargs['history'] = str(tmp/'history.csv')
                 learn = train_covid_learner(Path(path).expanduser(), cbs=[_stop_on_interrupt(), EpochLines(bars=tty)], **kwargs)

@@ -44,10 +44,12 @@ def covid_metrics(multi_label:bool=False, # Metrics for multi-label targets (sig
                   vocab:list|None=None, # Class names, for the per-class F1 of multi-label targets
                   thresh:float=0.5, # Threshold of multi-label metrics
                  ) -> list:
-    "Accuracy and macro-averaged F1 (multi-label: at `thresh`, plus the F1 of each class)"
+    "Accuracy and macro-averaged F1 (multi-label: at `thresh`, plus the F1 of each class), each computed on all predictions at once"
+    # Accumulated, not averaged per batch: on several processes the validation predictions are gathered (and their padding
+    # dropped) before the metric, so it equals a single process's on the same weights
     if multi_label:
-        return [partial(accuracy_multi, thresh=thresh), F1ScoreMulti(thresh=thresh, average='macro')] + per_class_f1_multi(vocab or [], thresh)
-    return [accuracy, F1Score(average='macro')]
+        return [AccumMetric(partial(accuracy_multi, thresh=thresh), flatten=False), F1ScoreMulti(thresh=thresh, average='macro')] + per_class_f1_multi(vocab or [], thresh)
+    return [AccumMetric(accuracy, flatten=False), F1Score(average='macro')]
 
 # %% ../nbs/09_learner.ipynb #570296cc
 class BalancedFocalLoss(Module):
@@ -305,6 +307,7 @@ class EpochLines(Callback):
                 ):
         self.bars, self.print_fn, self._announced = bars, print_fn, False
     def before_fit(self):
+        if rank_distrib(): self.print_fn = noop   # on several processes the first one prints
         self._announced = False
         if not self.bars: self.learn.logger = noop   # fastai's table (or the Recorder's raw lists): the lines below replace it
     def before_epoch(self): self._trained = False

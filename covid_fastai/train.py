@@ -19,6 +19,8 @@ from .dataloaders import *
 from .models import *
 from .learner import *
 from .recipes import *
+from .distributed import *
+import warnings
 
 # %% ../nbs/12_train.ipynb #60f6e44b
 def prepare_layout(src, # Data folder (one sub-folder per class, or train/, valid/ and optional test/), a CSV file, or a `Layout`
@@ -67,6 +69,9 @@ def run_summary(learn:Learner, # The Learner about to be trained (its `dls.layou
     fmt = 'float32' if amp is None else ('bfloat16' if 'bf16' in str(getattr(amp, 'amp_mode', '')).lower() else 'float16') + ' mixed precision'
     cl = ', channels-last' if cfg.channels_last is not False else ''
     lines.append(f"Device: {dls.device}, {fmt}{cl}, data workers: {dls.train.num_workers}")
+    if is_distributed():
+        n = num_distrib()
+        lines.append(f"Processes: {n} (DistributedDataParallel), batch size {dls.bs} each ({dls.bs * n} per step), each trains on 1/{n} of every epoch")
     r, e = recipe or cfg.recipe, epochs if epochs is not None else cfg.epochs
     ep = f"{cfg.freeze_epochs} + {e}" if r == 'fine_tune' else str(e)
     lines.append(f"Recipe: {r}, {ep} epochs, lr {cfg.lr}, {cfg.opt}, {cfg.schedule}, loss {card.loss}")
@@ -78,24 +83,35 @@ def train_covid_learner(path, # Data folder (one sub-folder per class, or train/
                         cbs:list|None=None, # Extra callbacks for training
                         **kwargs
                        ) -> Learner:
-    "Train a transfer-learning classifier on the images under `path` and return the `Learner`"
+    "Train a transfer-learning classifier on the images under `path` and return the `Learner` (on several processes under `accelerate launch`/`torchrun`)"
     cfg = train_config(cfg, **kwargs)
     spec = get_arch(cfg.arch)
+    init_distributed()   # several processes: join their group (one process: nothing to do)
+    main = is_main()
+    with warnings.catch_warnings():
+        if not main: warnings.simplefilter('ignore')   # the first process speaks for all
+        return _train(path, cfg, spec, main, cbs)
+
+def _train(path, cfg, spec, main, cbs):
     set_seed(cfg.seed, reproducible=True)
-    lay = prepare_layout(path, cfg)
+    lay = broadcast_object(prepare_layout(path, cfg) if main else None)   # the data is read, checked and cached once
+    set_seed(cfg.seed, reproducible=True)
     dkw = {} if cfg.num_workers is None else dict(num_workers=cfg.num_workers)
     dls = covid_dls(lay, size=cfg.size, bs=cfg.bs, stats=spec.stats, aug=cfg.aug, sampling=cfg.sampling, window=cfg.window, **dkw)
     lkw = {'thresh': cfg.thresh, **(cfg.loss_kwargs or {})}
-    learn = covid_learner(dls, spec, pretrained=cfg.pretrained, weights=cfg.weights, loss='weighted_ce' if cfg.class_weighted else cfg.loss,
-                          loss_kwargs=lkw, opt=cfg.opt, mom=cfg.mom, head_sizes=cfg.head_sizes, head_dropout=cfg.head_dropout,
-                          fp16=cfg.fp16, bf16=cfg.bf16, channels_last=cfg.channels_last, model_dir=cfg.model_dir,
-                          cbs=covid_callbacks(save_best=cfg.save_best, early_stop=cfg.early_stop, history=cfg.history))
+    with main_first():   # a backbone is downloaded once
+        learn = covid_learner(dls, spec, pretrained=cfg.pretrained, weights=cfg.weights, loss='weighted_ce' if cfg.class_weighted else cfg.loss,
+                              loss_kwargs=lkw, opt=cfg.opt, mom=cfg.mom, head_sizes=cfg.head_sizes, head_dropout=cfg.head_dropout,
+                              fp16=cfg.fp16, bf16=cfg.bf16, channels_last=cfg.channels_last, model_dir=cfg.model_dir,
+                              cbs=covid_callbacks(save_best=cfg.save_best, early_stop=cfg.early_stop, history=cfg.history if main else None))
     recipe, epochs = cfg.recipe, cfg.epochs
     if not (cfg.pretrained or cfg.weights is not None):
         recipe, epochs = 'full', (cfg.freeze_epochs + epochs if isinstance(epochs, int) else epochs)
     learn.card.recipe['config'] = cfg.to_dict()
     learn.card.tta = bool(cfg.tta)   # how saved models predict (the Learner's own metrics are without it)
-    if not cfg.quiet: print(run_summary(learn, cfg, recipe, epochs))
-    fit_recipe(learn, recipe, epochs=epochs, lr=cfg.lr, freeze_epochs=cfg.freeze_epochs, schedule=cfg.schedule, cbs=cbs)
-    if lay.test_items: learn.card.metrics['test'] = holdout_metrics(learn)
+    if is_distributed(): learn.card.recipe['processes'] = num_distrib()
+    if not cfg.quiet and main: print(run_summary(learn, cfg, recipe, epochs))
+    with distributed_fit(learn):   # DistributedDataParallel when launched on several processes; after it each goes on alone
+        fit_recipe(learn, recipe, epochs=epochs, lr=cfg.lr, freeze_epochs=cfg.freeze_epochs, schedule=cfg.schedule, cbs=cbs)
+    if lay.test_items and main: learn.card.metrics['test'] = holdout_metrics(learn)
     return learn
