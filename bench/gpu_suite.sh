@@ -43,13 +43,13 @@ step() {   # step NAME COMMAND...: run, log, time, record
 
 # A corpus of real JPEGs that travels with the tree: the bundled NIH sample (80 images), repeated by hard links
 DATA="$(mktemp -d)/xrays"
-$PY - "$DATA" <<'PY'
+$PY - "$DATA" "$SMALL" <<'PY'
 import sys, os, csv
 from pathlib import Path
 from covid_fastai.datasets import sample_xrays
 src, out = sample_xrays(), Path(sys.argv[1])
 rows = list(csv.DictReader(open(src/'labels.csv')))
-reps = 25   # 2,000 files
+reps = 2 if sys.argv[2] == '1' else 25   # 2,000 files (160 to check the script on a CPU)
 with open(out.parent/'labels.csv', 'w', newline='') as f:
     w = csv.writer(f); w.writerow(['path', 'label', 'patient'])
     for k in range(reps):
@@ -74,11 +74,11 @@ train_step() {
 import sys, json, time, torch
 from pathlib import Path
 from covid_fastai.train import train_covid_learner
-from covid_fastai.inference import save_covid_model
+from covid_fastai.learner import EpochLines
 data, out, small = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == '1'
 t = time.time()
 learn = train_covid_learner(data, arch='efficientnet_lite0', epochs=1 if small else 3, size=64 if small else 224, bs=32,
-                            fp16='auto', channels_last='auto')
+                            fp16='auto', channels_last='auto', cbs=[EpochLines()])
 cbs = [type(c).__name__ for c in learn.cbs]
 res = dict(seconds=round(time.time() - t, 1), device=str(learn.dls.device), callbacks=cbs,
            memory_format=str(next(learn.model.parameters()).is_contiguous(memory_format=torch.channels_last)),
