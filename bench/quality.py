@@ -93,7 +93,23 @@ def one(run, arch, data, n_boot, cache, over=None):
                valid=learn.stages.to_dict('records')[-1] if hasattr(learn, 'stages') else None,
                settings={**default_kwargs(), **kw, 'arch': arch, 'cache': cache},
                train_seconds=round(secs, 1), device=device_name(), torch=torch.__version__, n_boot=n_boot)
+    row['tta'] = tta_scores(learn, vocab, n_boot)
     return row
+
+def tta_scores(learn, vocab, n_boot):
+    "Validation and test metrics of the trained model without and with test-time augmentation (choose on validation only)"
+    from covid_fastai.evaluation import Evaluation
+    from covid_fastai.metrics import classification_metrics
+    lay, out = learn.dls.layout, {}
+    for split in ('valid', 'test'):
+        for tta in (False, True):
+            ev = Evaluation.from_model(learn, lay.new(lay.subset(split)), tta=tta, progress=False)
+            m = classification_metrics(ev.y, ev.probs, list(ev.classes), n_boot=n_boot if split == 'test' else 200)
+            pos = POSITIVE if POSITIVE in m['per_class'] else None
+            out[f"{split}{'_tta' if tta else ''}"] = dict(accuracy=m['accuracy'], accuracy_ci=m['ci']['accuracy'], macro_f1=m['macro_f1'],
+                macro_auc=m['macro_auc'], covid_sensitivity=pos and m['per_class'][pos]['recall'],
+                covid_specificity=pos and m['per_class'][pos]['specificity'], n=m['n'])
+    return out
 
 def _ci(v, ci, pct=True):
     f = (lambda x: f"{100*x:.1f}") if pct else (lambda x: f"{x:.3f}")
