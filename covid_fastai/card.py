@@ -1,4 +1,4 @@
-"""`ModelCard`: one declared record of everything inference and evaluation need (classes, input size, normalization, DICOM window, multi-label delimiter and threshold, temperature, test-time augmentation), and of how the model was made (backbone, weights, recipe, split, metrics, versions). Made with the `Learner`, updated by training and calibration, saved as `model.json` and embedded in ONNX files.
+"""`ModelCard`: one declared record of everything inference and evaluation need (classes, input size, normalization, DICOM window, preprocessing, multi-label delimiter and threshold, temperature, test-time augmentation), and of how the model was made (backbone, weights and the data they were pretrained on, recipe, split, metrics, versions). Made with the `Learner`, updated by training and calibration, saved as `model.json` and embedded in ONNX files.
 
 Docs: https://covid-fastai.github.io/covid-fastai/card.html.md"""
 
@@ -13,11 +13,12 @@ from pathlib import Path
 from .outputs import whole_file  # the model files are written whole or not at all
 
 # %% auto #0
-__all__ = ['LABEL_DELIM', 'CARD_FORMAT', 'ModelCard']
+__all__ = ['LABEL_DELIM', 'CARD_FORMAT', 'PRETRAINED_ON', 'ModelCard']
 
 # %% ../nbs/08_card.ipynb #02ab0461
 LABEL_DELIM = '|'  # The one separator of multi-label labels, in layouts, model cards, predictions and reports
 CARD_FORMAT = 'covid-fastai/2'
+PRETRAINED_ON = {}  # Backbone name -> the data sets its pretrained weights were trained on (filled by `register_arch`)
 
 @dataclass
 class ModelCard:
@@ -27,6 +28,7 @@ class ModelCard:
     mean: list = field(default_factory=lambda: [0.485, 0.456, 0.406]) # Normalization mean per channel
     std: list = field(default_factory=lambda: [0.229, 0.224, 0.225])  # Normalization standard deviation per channel
     window: str|list|None = None  # DICOM window (name in `DICOM_WINDOWS` or [width, level]); `None`: the file's own
+    preprocess: str|None = None   # Preprocessing of every image after reading, a name in `PREPROCESS` ('clahe', 'crop', ...); `None`: none
     multi_label: bool = False     # Sigmoid per class (several labels per image) instead of softmax
     label_delim: str = LABEL_DELIM # Separator of multi-label labels
     thresh: float = 0.5           # Decision threshold of multi-label predictions
@@ -36,6 +38,7 @@ class ModelCard:
     head_sizes: list|None = None  # Hidden sizes of a plain head; `None`: fastai's head
     head_dropout: float = 0.5     # Dropout of the plain head
     weights: str|None = None      # Where the starting weights came from: 'imagenet', a file name, or 'random'
+    pretrained_on: list|None = None # Data sets the starting weights were trained on ('ImageNet', 'NIH ChestX-ray14', ...); `None`: the backbone's (`PRETRAINED_ON`), or not recorded
     loss: str|None = None         # Loss name in `LOSSES`
     recipe: dict = field(default_factory=dict)   # How it was trained: recipe name, stages, epochs, learning rates, optimizer, ...
     split: dict = field(default_factory=dict)    # How the data was split: method, grouping, seed, counts per split and class
@@ -43,6 +46,10 @@ class ModelCard:
     versions: dict = field(default_factory=dict) # covid-fastai, torch, Python versions at save time
     weights_sha256: str|None = None # SHA-256 of `model.safetensors`, checked when it is loaded
     format: str = CARD_FORMAT     # Version of this record
+
+    def __post_init__(self):
+        if self.pretrained_on is None and self.weights is not None and self.arch in PRETRAINED_ON:
+            self.pretrained_on = [] if str(self.weights).startswith('random') else list(PRETRAINED_ON[self.arch])
 
     @property
     def n_out(self) -> int: return len(self.classes)
@@ -93,6 +100,11 @@ class ModelCard:
         w = self.window
         if w is not None and not isinstance(w, str) and not (isinstance(w, list) and len(w) == 2 and all(map(num, w)) and w[0] > 0):
             bad('window', 'must be a DICOM window name or [width, level]')
+        if self.preprocess is not None:
+            from covid_fastai.imread import PREPROCESS
+            if self.preprocess not in PREPROCESS: bad('preprocess', f"must be one of {', '.join(PREPROCESS)}")
+        p = self.pretrained_on
+        if p is not None and not (isinstance(p, list) and all(isinstance(x, str) for x in p)): bad('pretrained_on', 'must be a list of data set names')
         if self.weights_sha256 is not None and not (isinstance(self.weights_sha256, str) and len(self.weights_sha256) == 64):
             bad('weights_sha256', 'must be 64 hexadecimal digits')
         return self
@@ -124,7 +136,8 @@ class ModelCard:
         "One paragraph describing the model and how it was made (for reports)"
         r, s = self.recipe, self.split
         parts = [f"{self.arch or 'model'} ({self.weights or 'weights unknown'}), classes {', '.join(self.classes)}",
-                 f"{self.size} px" + (f", DICOM window {self.window}" if self.window else '')]
+                 f"{self.size} px" + (f", DICOM window {self.window}" if self.window else '') + (f", preprocessing {self.preprocess}" if self.preprocess else '')]
+        if self.pretrained_on: parts.append(f"pretrained on {', '.join(self.pretrained_on)}")
         if r: parts.append('recipe ' + ', '.join(f"{k} {v}" for k, v in r.items() if v is not None))
         if s: parts.append('split ' + ', '.join(f"{k} {v}" for k, v in s.items() if k != 'counts' and v is not None))
         if self.multi_label: parts.append(f"multi-label, threshold {self.thresh}")

@@ -278,7 +278,7 @@ def covid_fastai_predict(
                     for i in range(0, len(files), bs):
                         chunk = files[i:i+bs]
                         for f, n, h in zip(chunk, names[i:i+bs], pred.heatmaps(chunk)):
-                            im = load_xray(f).resize((pred.size, pred.size))
+                            im = pred.image(f).resize((pred.size, pred.size))   # as the model saw it (window, crop, equalization)
                             Image.fromarray(cam_overlay(np.asarray(im), h)).save(tmp/n)
                         _check_interrupt()
                     write_csv(df[['file']].assign(heatmap=names), tmp/'heatmaps.csv')

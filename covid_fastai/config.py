@@ -17,7 +17,7 @@ from typing import Annotated
 from fastcore.basics import listify
 from fastcore.meta import delegates
 from fastcore.script import str2bool
-from .imread import DICOM_WINDOWS
+from .imread import DICOM_WINDOWS, PREPROCESS
 from .registry import lookup
 
 # %% ../nbs/11_config.ipynb #d2793048
@@ -109,10 +109,11 @@ class TrainConfig:
     aug:str='xray' # Augmentation preset, one of `AUG_PRESETS`
     sampling:_OptName='auto' # 'auto': training images drawn inversely to their class frequency (single-label data); 'none': uniformly
     num_workers:int|None=None # DataLoader workers; `None`: fastai's default
+    preprocess:_OptName=None # Per-image preprocessing in training and inference (kept in the model card), one of `PREPROCESS`: 'equalize', 'clahe', 'crop', 'crop+equalize', 'crop+clahe'; 'none': none
     # the model
-    arch:str='mobilenet' # Backbone: mobilenet, mobilenet_v3, resnet18, resnet50, vgg16, vgg16_bn, densenet121, densenet201, efficientnet_b0; offline weights: efficientnet_lite0, efficientnet_lite1, efficientnet_lite2
-    pretrained:_Flag=True # Start from ImageNet weights
-    weights:str|None=None # Local ImageNet weights file instead of downloading
+    arch:str='mobilenet' # Backbone: mobilenet, mobilenet_v3, resnet18, resnet50, vgg16, vgg16_bn, densenet121, densenet201, efficientnet_b0; offline weights: efficientnet_lite0, efficientnet_lite1, efficientnet_lite2; chest X-ray weights (downloaded, see the models page): xrv_densenet121_all, xrv_densenet121_nih, xrv_densenet121_pc, xrv_densenet121_chex, xrv_densenet121_rsna, xrv_densenet121_mimic_nb, xrv_densenet121_mimic_ch
+    pretrained:_Flag=True # Start from pretrained weights (ImageNet, or chest X-rays for the xrv_ backbones)
+    weights:str|None=None # Local pretrained weights file instead of downloading (e.g. a torchxrayvision .pt file for an xrv_ backbone)
     head_sizes:_IntList=None # Hidden sizes of a plain head, e.g. '190'; `None`: fastai's head
     head_dropout:float=0.5 # Dropout of the plain head
     loss:str|None=None # Loss name in `LOSSES`; `None`: 'ce' ('bce' for multi-label data)
@@ -143,6 +144,8 @@ class TrainConfig:
         self.head_sizes = listify(parse_list(self.head_sizes)) if self.head_sizes is not None else None
         self.label_map, self.loss_kwargs = parse_mapping(self.label_map), parse_mapping(self.loss_kwargs, numbers=True)
         self.window, self.sampling, self.patient_re = parse_window(self.window), parse_optional(self.sampling), parse_optional(self.patient_re)
+        self.preprocess = parse_optional(self.preprocess)
+        if self.preprocess is not None: lookup(self.preprocess, PREPROCESS, 'preprocessing')
         self.fp16, self.bf16, self.channels_last = map(parse_auto_bool, (self.fp16, self.bf16, self.channels_last))
         from covid_fastai.models import ARCHS                     # the registries, imported when a configuration is made
         from covid_fastai.learner import LOSSES, OPTIMIZERS, SCHEDULES

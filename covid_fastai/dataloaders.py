@@ -104,6 +104,7 @@ def covid_dls(lay:Layout, # A split `Layout` (from `split_layout`, or `prepare_l
               aug:str|list|None='xray', # Augmentation preset name (see `AUG_PRESETS`), or a list of batch transforms
               sampling:str|None=None, # 'weighted': draw training images inversely to their class frequency; 'auto': weighted unless multi-label
               window:str|tuple|None=None, # DICOM window for CT: a name in `DICOM_WINDOWS` or (width, level)
+              preprocess:str|None=None, # Preprocessing of every image after reading (kept in the model card): a name in `PREPROCESS`
               **kwargs
              ) -> DataLoaders:
     "`DataLoaders` of the training and validation images of a split `Layout`; its test images stay in `dls.layout` for evaluation"
@@ -119,7 +120,7 @@ def covid_dls(lay:Layout, # A split `Layout` (from `split_layout`, or `prepare_l
     else: batch_tfms = list(aug) + ([Normalize.from_stats(*stats)] if stats is not None else [])
     yblock = MultiCategoryBlock(vocab=lay.vocab) if lay.multi_label else CategoryBlock(vocab=lay.vocab)
     get_y = ColReader('label', label_delim=lay.label_delim) if lay.multi_label else ColReader('label')
-    dblock = DataBlock(blocks=(XrayBlock(window, draft=size), yblock), get_x=ColReader('fname'), get_y=get_y,
+    dblock = DataBlock(blocks=(XrayBlock(window, draft=size, preprocess=preprocess), yblock), get_x=ColReader('fname'), get_y=get_y,
                        splitter=ColSplitter('is_valid'), item_tfms=Resize(size, method=ResizeMethod.Squish), batch_tfms=batch_tfms)
     dsets = dblock.datasets(df)
     kw = dict(bs=small_set_bs(bs, len(trn_labels)), after_item=dblock.item_tfms, after_batch=dblock.batch_tfms, **kwargs)
@@ -135,5 +136,6 @@ def covid_dls(lay:Layout, # A split `Layout` (from `split_layout`, or `prepare_l
     mean, std = (stats if stats is not None else ([0.] * 3, [1.] * 3))
     dls.card = ModelCard(classes=[str(c) for c in dls.vocab], size=int(size), mean=[float(m) for m in np.ravel(mean)],
                          std=[float(s) for s in np.ravel(std)], window=list(window) if isinstance(window, tuple) else window,
-                         multi_label=lay.multi_label, label_delim=lay.label_delim, split=lay.split_summary())
+                         multi_label=lay.multi_label, label_delim=lay.label_delim, split=lay.split_summary(),
+                         preprocess=None if preprocess in (None, 'none') else preprocess)
     return dls

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os, warnings
 from contextlib import contextmanager, nullcontext
 from fastai.basics import *
-from fastai.distributed import DistributedDL, rank0_first
+from fastai.distributed import DistributedDL
 from fastai.torch_core import num_distrib, rank_distrib, distrib_barrier
 
 # %% auto #0

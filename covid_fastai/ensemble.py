@@ -34,8 +34,10 @@ class Ensemble:
         self.weights = w / w.sum()
         archs = [c.arch or 'model' for c in cards]
         self.names = names or [a + (f"#{i}" if archs.count(a) > 1 else '') for i, a in enumerate(archs)]
+        pre = None if all(c.pretrained_on is None for c in cards) else list(dict.fromkeys(d for c in cards for d in c.pretrained_on or []))
         self.card = replace(cards[0], arch=f"ensemble({', '.join(self.names)})", temperature=1., tta=False, weights=None, loss=None,
-                            recipe=dict(members=[c.to_dict() for c in cards], weights=self.weights.tolist()), metrics={})
+                            recipe=dict(members=[c.to_dict() for c in cards], weights=self.weights.tolist()), metrics={},
+                            pretrained_on=pre, preprocess=cards[0].preprocess if len({c.preprocess for c in cards}) == 1 else None)  # (each member preprocesses as its own card says)
     vocab = property(lambda self: list(self.card.classes))
     multi_label = property(lambda self: self.card.multi_label)
     def __repr__(self): return f"Ensemble({', '.join(self.names)}; classes={self.vocab})"

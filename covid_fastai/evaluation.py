@@ -6,8 +6,10 @@ Docs: https://covid-fastai.github.io/covid-fastai/evaluation.html.md"""
 
 # %% ../nbs/16_evaluation.ipynb #fb8ded81
 from __future__ import annotations
+import re
 from functools import cached_property
 from pathlib import Path
+from warnings import warn
 import numpy as np
 import pandas as pd
 from .card import ModelCard
@@ -16,7 +18,8 @@ from .metrics import classification_metrics, roc_curves, targets_matrix
 from .calibration import calibration_bins, expected_calibration_error
 
 # %% auto #0
-__all__ = ['test_layout', 'map_probs', 'as_predictor', 'Evaluation']
+__all__ = ['XRAY_DATASETS', 'SAME_IMAGES', 'test_layout', 'map_probs', 'guess_datasets', 'pretraining_overlap', 'as_predictor',
+           'Evaluation']
 
 # %% ../nbs/16_evaluation.ipynb #801d0965
 def test_layout(test, # Folder, CSV file, DataFrame or `Layout` of labelled test images
@@ -55,6 +58,44 @@ def map_probs(probs:np.ndarray, # Probabilities of the model's classes `(n, k)`
         out[:, k] = np.maximum(out[:, k], probs[:, j]) if multi_label else out[:, k] + probs[:, j]
     if not multi_label and None in targets: out /= np.clip(out.sum(1, keepdims=True), 1e-12, None)
     return out.astype(np.float32), out_classes
+
+# %% ../nbs/16_evaluation.ipynb #be4ac14e
+XRAY_DATASETS = {  # Public chest X-ray set -> (regex of its folder or table names, regex of its file paths or `None`)
+    'NIH ChestX-ray14': (r'nih|chestx-?ray-?(14|8)|cxr-?14', r'(^|/)\d{8}_\d{3}\.(png|jpe?g)$'),
+    'CheXpert': (r'chexpert', r'patient\d{5}/study\d+/view\d+_(frontal|lateral)\.'),
+    'MIMIC-CXR': (r'mimic(-?cxr)?', r'(^|/)p1\d/p1\d{7}/s\d{8}/'),
+    'PadChest': (r'padchest', None),
+    'OpenI': (r'open-?i|indiana|iu-?x-?ray', r'(^|/)CXR\d+(_\d+)?_IM-\d{4}-\d{4}'),
+    'RSNA Pneumonia': (r'rsna', None),
+}
+SAME_IMAGES = {'RSNA Pneumonia': 'NIH ChestX-ray14', 'Google NIH labels': 'NIH ChestX-ray14'}  # Label sets drawn on another set's images
+
+def guess_datasets(fnames, # Paths of the test images
+                   names=(), # Names of the test set: its folder, its table file (the last three parts of each are read)
+                   min_frac:float=0.5, # Share of the file paths that must look like a data set's
+                  ) -> dict:
+    "{data set: why} for each of `XRAY_DATASETS` that the test set looks like, by its names or the paths of its files"
+    parts = [p for n in names if n is not None for p in Path(str(n)).parts[-3:]]
+    paths = [Path(f).as_posix() for f in fnames]
+    out = {}
+    for ds, (name_re, file_re) in XRAY_DATASETS.items():
+        hit = next((p for p in parts if re.search(rf'(?<![a-z0-9])(?:{name_re})(?![a-z0-9])', p.lower())), None)
+        if hit is not None: out[ds] = f"named {hit!r}"; continue
+        like = [p for p in paths if file_re and re.search(file_re, p)]
+        if paths and len(like) >= min_frac * len(paths): out[ds] = f"{len(like)} of {len(paths)} file names like {Path(like[0]).name}"
+    return out
+
+def pretraining_overlap(card:ModelCard, # The model card (its `pretrained_on` and `arch`)
+                        fnames, # Paths of the test images
+                        names=(), # Names of the test set: its folder, its table file
+                       ) -> list:
+    "One warning per data set that the test set looks like and the model's starting weights were pretrained on"
+    pre = {}
+    for p in card.pretrained_on or []: pre.setdefault(SAME_IMAGES.get(p, p), []).append(p)
+    return [f"The test images look like {ds} ({why}), and the starting weights of {card.arch or 'the model'} were pretrained on "
+            f"{', '.join(pre[SAME_IMAGES.get(ds, ds)])}: some test images may have been seen in pretraining, which makes the scores "
+            f"optimistic. Score the model on images from elsewhere."
+            for ds, why in guess_datasets(fnames, names).items() if SAME_IMAGES.get(ds, ds) in pre]
 
 # %% ../nbs/16_evaluation.ipynb #13c436a6
 def _item_losses(Y, probs, multi_label):
@@ -117,6 +158,8 @@ class Evaluation:
         from covid_fastai.images import inspect_images
         pred = as_predictor(model, tta)
         lay = test_layout(test, check_files=not skip_unreadable, **kwargs)  # missing files are skipped like unreadable ones
+        overlap = pretraining_overlap(pred.card, lay.df.fname.astype(str).tolist(), [test if isinstance(test, (str, Path)) else None, lay.path])
+        for w in overlap: warn(w)
         df = lay.df[['fname', 'label']].copy()
         df['fname'] = df.fname.astype(str)
         info = inspect_images(df.fname.tolist(), progress=progress)
@@ -138,7 +181,7 @@ class Evaluation:
         src = str(pred.path) if getattr(pred, 'path', None) is not None else type(model).__name__
         lm = {str(k): v for k, v in label_map.items()} if isinstance(label_map, dict) else (None if label_map is None else repr(label_map))
         ev = cls(probs, df.label.tolist(), classes, df.fname.tolist(), card, probs_model, src, bad, lm)
-        ev.test_path, ev.predictor = str(lay.path), pred
+        ev.test_path, ev.predictor, ev.pretraining_overlap = str(lay.path), pred, overlap
         return ev
 
     n = property(lambda self: len(self.labels))

@@ -11,31 +11,36 @@ import covid_fastai.imread as _ir   # `_ir.MAX_PIXELS` read when used: it can be
 from fastai.vision.all import *
 from PIL import Image, UnidentifiedImageError
 from .imread import *
-_all_ = ['ImageReadError', 'scale_to_uint8', 'to_rgb', 'DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'is_dicom', 'read_dicom', 'write_dicom', 'load_xray', 'show_path', 'regular_file', 'image_dims', 'walk_files']
+from .registry import lookup
+_all_ = ['ImageReadError', 'scale_to_uint8', 'to_rgb', 'DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'is_dicom', 'read_dicom', 'write_dicom', 'load_xray', 'show_path', 'regular_file', 'image_dims', 'walk_files',
+         'PREPROCESS', 'preprocess_image', 'equalize', 'clahe', 'crop_borders', 'border_box']
 
 # %% auto #0
 __all__ = ['XRAY_EXTENSIONS', 'XrayImage', 'XrayBlock', 'get_xray_files', 'inspect_image', 'inspect_images', 'near_duplicates',
            'cross_split_duplicates', 'find_unreadable', 'make_synthetic_xrays', 'ImageReadError', 'scale_to_uint8',
            'to_rgb', 'DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'is_dicom', 'read_dicom', 'write_dicom', 'load_xray',
-           'show_path', 'regular_file', 'image_dims', 'walk_files']
+           'show_path', 'regular_file', 'image_dims', 'walk_files', 'PREPROCESS', 'preprocess_image', 'equalize',
+           'clahe', 'crop_borders', 'border_box']
 
 # %% ../nbs/02_images.ipynb #2c0221ff
 class XrayImage(PILImage):
     "A `PILImage` opened with `load_xray`: any format (DICOM included), bit depth or colour mode becomes 8-bit RGB"
     @classmethod
-    def create(cls, fn, window=None, draft=None, **kwargs):
-        "Open `fn` (path, bytes, file object, array, tensor or PIL image) as 8-bit RGB (a JPEG decoded at reduced scale with `draft`)"
+    def create(cls, fn, window=None, draft=None, preprocess=None, **kwargs):
+        "Open `fn` (path, bytes, file object, array, tensor or PIL image) as 8-bit RGB (a JPEG decoded at reduced scale with `draft`), then `preprocess` it"
         if isinstance(fn, bytes): fn = io.BytesIO(fn)
-        if isinstance(fn, (str, Path, io.IOBase)): return cls(load_xray(fn, window=window, draft=draft))
+        if isinstance(fn, (str, Path, io.IOBase)): return cls(load_xray(fn, window=window, draft=draft, preprocess=preprocess))
         if not isinstance(fn, Image.Image): fn = PILImage.create(fn)
-        return cls(to_rgb(fn))
+        return cls(preprocess_image(to_rgb(fn), preprocess))
 
 # %% ../nbs/02_images.ipynb #556f19a3
 def XrayBlock(window:str|tuple|None=None, # DICOM window for CT: a name in `DICOM_WINDOWS` or (width, level)
               draft:int|None=None, # Decode JPEGs at the smallest scale that keeps both sides >= `draft` (the training size)
+              preprocess:str|None=None, # Preprocessing of each image after reading: a name in `PREPROCESS` ('clahe', 'crop', ...)
              ) -> TransformBlock:
-    "An `ImageBlock` that reads with `XrayImage` (any format, DICOM included), with an optional DICOM window"
-    kw = {k: v for k, v in dict(window=window, draft=draft).items() if v is not None}
+    "An `ImageBlock` that reads with `XrayImage` (any format, DICOM included), with an optional DICOM window and preprocessing"
+    lookup(preprocess or 'none', PREPROCESS, 'preprocessing')   # an unknown name fails here, not in a DataLoader worker
+    kw = {k: v for k, v in dict(window=window, draft=draft, preprocess=preprocess).items() if v not in (None, 'none')}
     return TransformBlock(type_tfms=partial(XrayImage.create, **kw) if kw else XrayImage.create,
                           batch_tfms=IntToFloatTensor)
 

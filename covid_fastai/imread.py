@@ -10,10 +10,12 @@ import io, os, stat, warnings, zlib
 from pathlib import Path
 import numpy as np
 from PIL import Image
+from .registry import lookup
 
 # %% auto #0
-__all__ = ['DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'MAX_PIXELS', 'ImageReadError', 'show_path', 'regular_file', 'scale_to_uint8',
-           'to_rgb', 'is_dicom', 'image_dims', 'read_dicom', 'write_dicom', 'load_xray', 'walk_files']
+__all__ = ['DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'MAX_PIXELS', 'PREPROCESS', 'ImageReadError', 'show_path', 'regular_file',
+           'scale_to_uint8', 'to_rgb', 'is_dicom', 'image_dims', 'read_dicom', 'write_dicom', 'equalize', 'clahe',
+           'border_box', 'crop_borders', 'preprocess_image', 'load_xray', 'walk_files']
 
 # %% ../nbs/01_imread.ipynb #af2b8d55
 class ImageReadError(ValueError):
@@ -213,23 +215,90 @@ def write_dicom(a:np.ndarray, # 2D array of `uint8` or `uint16` pixel values
     ds.save_as(fn, enforce_file_format=True)
     return Path(fn)
 
+# %% ../nbs/01_imread.ipynb #1d3dcc6f
+def _on_gray(im:Image.Image, f) -> Image.Image:
+    "Apply `f` (2D `uint8` array -> 2D `uint8` array) to the gray levels of `im` (the luma of a colour image); 8-bit RGB out"
+    im = to_rgb(im)
+    a = np.asarray(im)
+    if (a[..., 0] == a[..., 1]).all() and (a[..., 0] == a[..., 2]).all():
+        return Image.fromarray(np.ascontiguousarray(f(np.ascontiguousarray(a[..., 0]))), 'L').convert('RGB')
+    y, cb, cr = im.convert('YCbCr').split()
+    return Image.merge('YCbCr', (Image.fromarray(np.ascontiguousarray(f(np.asarray(y))), 'L'), cb, cr)).convert('RGB')
+
+def equalize(im:Image.Image, # Any PIL image
+            ) -> Image.Image:
+    "Histogram equalization of the gray levels of `im` (Pillow's `ImageOps.equalize`), as 8-bit RGB"
+    from PIL import ImageOps
+    return _on_gray(im, lambda g: np.asarray(ImageOps.equalize(Image.fromarray(g, 'L'))))
+
+def clahe(im:Image.Image, # Any PIL image
+          clip:float=2., # Contrast limit (OpenCV's `clipLimit`): higher equalizes more
+          tiles:int=8, # The image is equalized in `tiles` x `tiles` regions, blended smoothly
+         ) -> Image.Image:
+    "Contrast-limited adaptive histogram equalization (OpenCV's CLAHE) of the gray levels of `im`, as 8-bit RGB"
+    try: import cv2
+    except ImportError: raise ImportError("CLAHE needs OpenCV: pip install opencv-python-headless (it comes with grad-cam)") from None
+    return _on_gray(im, cv2.createCLAHE(clipLimit=float(clip), tileGridSize=(int(tiles), int(tiles))).apply)
+
+# %% ../nbs/01_imread.ipynb #42b09b90
+def border_box(a:np.ndarray, # 2D array of gray levels
+               max_frac:float=0.15, # At most this fraction of each side is cut
+               tol:float=0.1, # A row (column) is flat when its standard deviation is under `tol` x the median row's (column's)
+              ) -> tuple:
+    "(top, bottom, left, right) of the content of `a`: each side cut up to its innermost flat row or column within `max_frac` of the edge"
+    a = np.asarray(a, np.float32)
+    h, w = a.shape
+    kh, kw = int(h * max_frac), int(w * max_frac)
+    def cut(sd, k):   # how many lines to cut from the start of `sd`: up to its last flat one among the first `k`
+        flat = np.flatnonzero(sd[:max(k, 0)] < max(1., tol * float(np.median(sd))))
+        return int(flat[-1]) + 1 if len(flat) else 0
+    t, b, l, r = 0, h, 0, w
+    for _ in range(2):   # the second pass sees the rows without the side margins the first cut (a white margin beside a black border)
+        rows, cols = a[t:b, l:r].std(1), a[t:b, l:r].std(0)
+        t, b, l, r = t + cut(rows, kh - t), b - cut(rows[::-1], kh - (h - b)), l + cut(cols, kw - l), r - cut(cols[::-1], kw - (w - r))
+    return t, b, l, r
+
+def crop_borders(im:Image.Image, # Any PIL image
+                 max_frac:float=0.15, # At most this fraction of each side is cut
+                 tol:float=0.1, # Flatness threshold (see `border_box`)
+                ) -> Image.Image:
+    "`im` without its uniform borders and the thin text margins beyond them (see `border_box`), as 8-bit RGB"
+    im = to_rgb(im)
+    if min(im.size) < 16: return im
+    t, b, l, r = border_box(np.asarray(im.convert('L')), max_frac, tol)
+    return im if (t, b, l, r) == (0, im.height, 0, im.width) else im.crop((l, t, r, b))
+
+# %% ../nbs/01_imread.ipynb #ddc073ab
+PREPROCESS = {'none': [], 'equalize': [equalize], 'clahe': [clahe], 'crop': [crop_borders],
+              'crop+equalize': [crop_borders, equalize], 'crop+clahe': [crop_borders, clahe]}  # Name -> steps, in order
+
+def preprocess_image(im:Image.Image, # A PIL image (as `load_xray` reads it)
+                     preprocess:str|None=None, # A name in `PREPROCESS`; `None` or 'none': unchanged
+                    ) -> Image.Image:
+    "`im` through the steps of `preprocess`; an unknown name fails listing the valid ones"
+    for f in lookup(preprocess or 'none', PREPROCESS, 'preprocessing'): im = f(im)
+    return im
+
 # %% ../nbs/01_imread.ipynb #4f850ec1
 def load_xray(fn, # Path or binary file object of an image (any format Pillow reads, or DICOM)
               window:str|tuple|None=None, # DICOM window: a name in `DICOM_WINDOWS` or (width, level)
               draft:int|None=None, # JPEG: decode at the smallest scale (1/2, 1/4, 1/8) that keeps both sides >= `draft` pixels
+              preprocess:str|None=None, # Preprocessing after reading: a name in `PREPROCESS` ('clahe', 'crop', ...); `None`: none
              ) -> Image.Image:
     "Open `fn` as an 8-bit RGB PIL image; raise `ImageReadError` naming the file if it cannot be read or has more than `MAX_PIXELS`"
     if isinstance(fn, (str, Path)): fn = regular_file(fn)
     try:
-        if is_dicom(fn): return to_rgb(read_dicom(fn, window=window))   # `read_dicom` checks the pixel limit
-        image_dims(fn)
-        with Image.open(fn) as im:
-            if draft and im.format == 'JPEG': im.draft(None, (draft, draft))
-            im.load()
-            return to_rgb(im)
+        if is_dicom(fn): out = to_rgb(read_dicom(fn, window=window))   # `read_dicom` checks the pixel limit
+        else:
+            image_dims(fn)
+            with Image.open(fn) as im:
+                if draft and im.format == 'JPEG': im.draft(None, (draft, draft))
+                im.load()
+                out = to_rgb(im)
     except ImageReadError: raise
     except (OSError, SyntaxError, ValueError, KeyError, AttributeError, TypeError, Image.DecompressionBombError) as e:
         raise ImageReadError(f"Cannot read image {show_path(fn)}: {e}") from e
+    return preprocess_image(out, preprocess)
 
 # %% ../nbs/01_imread.ipynb #9b1e0c08
 def walk_files(path, # Folder to search

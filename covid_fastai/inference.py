@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from .imread import load_xray, to_rgb
+from .imread import load_xray, to_rgb, preprocess_image
 from .card import ModelCard, whole_file
 from .outputs import file_sha256 as _sha256
 
@@ -23,22 +23,23 @@ __all__ = ['DISCLAIMER', 'TTA_ZOOM', 'preprocess', 'tta_views', 'probs_from_logi
 DISCLAIMER = "Research and teaching use only: not a medical device; no prediction here is a diagnosis."
 
 # %% ../nbs/13_inference.ipynb #14299a99
-def _as_pil(x, window=None, draft=None) -> Image.Image:
-    if isinstance(x, Image.Image): return to_rgb(x)
+def _as_pil(x, window=None, draft=None, preprocess=None) -> Image.Image:
+    if isinstance(x, Image.Image): return preprocess_image(to_rgb(x), preprocess)
     if isinstance(x, (bytes, bytearray)): x = io.BytesIO(x)
-    return load_xray(x, window=window, draft=draft)
+    return load_xray(x, window=window, draft=draft, preprocess=preprocess)
 
 def preprocess(imgs, # Image files, bytes, file objects or PIL images
                size:int=224, # Images are squished to `size` x `size`
                mean=(0.485, 0.456, 0.406), # Normalization mean per channel
                std=(0.229, 0.224, 0.225), # Normalization standard deviation per channel
                window:str|tuple|None=None, # DICOM window (see `DICOM_WINDOWS`)
+               preprocess:str|None=None, # Per-image preprocessing after reading, a name in `PREPROCESS` ('clahe', 'crop', ...)
               ) -> np.ndarray:
     "A normalized float32 batch `(n, 3, size, size)` of `imgs`, exactly as the validation pipeline of `covid_dls` makes it"
     mean, std = np.asarray(mean, np.float32).reshape(1, 1, 3), np.asarray(std, np.float32).reshape(1, 1, 3)
     out = np.empty((len(imgs), 3, size, size), np.float32)
     for i, x in enumerate(imgs):
-        a = np.asarray(_as_pil(x, window, draft=size).resize((size, size), Image.BILINEAR), np.float32) / 255.
+        a = np.asarray(_as_pil(x, window, draft=size, preprocess=preprocess).resize((size, size), Image.BILINEAR), np.float32) / 255.
         out[i] = ((a - mean) / std).transpose(2, 0, 1)
     return out
 
@@ -118,9 +119,15 @@ class Predictor:
     def __repr__(self): return f"Predictor({self.card.arch}, {self.backend}, classes={self.vocab}, size={self.size})"
 
     def preprocess(self, imgs) -> np.ndarray:
-        "`imgs` as model input (see `preprocess`), with the card's size, normalization and DICOM window"
+        "`imgs` as model input (see `preprocess`), with the card's size, normalization, DICOM window and preprocessing"
         c = self.card
-        return preprocess(imgs, c.size, c.mean, c.std, tuple(c.window) if isinstance(c.window, list) else c.window)
+        return preprocess(imgs, c.size, c.mean, c.std, self._window, c.preprocess)
+
+    _window = property(lambda self: tuple(self.card.window) if isinstance(self.card.window, list) else self.card.window)
+    def image(self, x, # An image file, bytes, a file object or a PIL image
+             ) -> Image.Image:
+        "`x` as the model sees it before it is squished to its input size (read, windowed, preprocessed): the picture to lay a heatmap on"
+        return _as_pil(x, self._window, draft=self.size, preprocess=self.card.preprocess)
 
     def _batches(self, imgs, bs, progress):
         starts = range(0, len(imgs), bs)

@@ -164,9 +164,10 @@ def weights_source(spec:ArchSpec, # The backbone
                    weights:str|Path|None=None, # A local weights file
                   ) -> str:
     "Where a model's starting weights come from, for its card"
-    if weights is not None: return f"ImageNet, local file {Path(weights).name}"
+    on = ' + '.join(getattr(spec, 'pretrained_on', None) or ('ImageNet',))
+    if weights is not None: return f"{on}, local file {Path(weights).name}"
     if not pretrained: return 'random initialization'
-    return f"ImageNet ({'shipped with a package' if spec.local_weights else spec.source})"
+    return f"{on} ({'shipped with a package' if spec.local_weights else spec.source})"
 
 class ModelCardCallback(Callback):
     "Keeps a `Learner`'s `ModelCard` with it (`learn.card`), in training and in `learn.export()`"

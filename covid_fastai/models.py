@@ -1,4 +1,4 @@
-"""A registry of ImageNet backbones by name, their pretrained weights (online, from a local file, or shipped with a package) and the transfer-learning model: the backbone's body with a new head.
+"""A registry of backbones by name (ImageNet, and chest-X-ray-pretrained DenseNet-121s from torchxrayvision), their pretrained weights (online, from a local file, or shipped with a package) and the transfer-learning model: the backbone's body with a new head.
 
 Docs: https://covid-fastai.github.io/covid-fastai/models.html.md"""
 
@@ -8,31 +8,39 @@ Docs: https://covid-fastai.github.io/covid-fastai/models.html.md"""
 from __future__ import annotations
 from dataclasses import dataclass
 from collections import OrderedDict
+from types import SimpleNamespace
+import pickle
 from fastai.vision.all import *
 import torchvision, timm
 from .registry import lookup
+from .card import PRETRAINED_ON
 
 # %% auto #0
-__all__ = ['ARCHS', 'ArchSpec', 'register_arch', 'get_arch', 'PretrainedWeightsError', 'read_weights', 'load_weights_into',
-           'pretrained_model', 'body_blocks', 'block_modules', 'block_params', 'create_plain_head',
-           'create_covid_model']
+__all__ = ['ARCHS', 'XRV_URL', 'XRV_WEIGHTS', 'ArchSpec', 'register_arch', 'get_arch', 'PretrainedWeightsError', 'read_weights',
+           'load_weights_into', 'pretrained_model', 'body_blocks', 'block_modules', 'block_params', 'create_plain_head',
+           'create_covid_model', 'XrvInput', 'read_pickled_model', 'read_xrv_weights', 'load_xrv_weights']
 
 # %% ../nbs/07_models.ipynb #1a4bb6c7
 @dataclass
 class ArchSpec:
-    "How to build one backbone, where its ImageNet weights come from, and how to cut its body"
+    "How to build one backbone, where its pretrained weights come from, and how to cut its body"
     name: str                   # Name users pass as `arch`
-    source: str                 # 'torchvision' or 'timm'
+    source: str                 # 'torchvision', 'timm', or where `make` and `url` come from
     model_name: str             # Model name in `source`
-    body: Callable              # Full ImageNet model -> `nn.Sequential` of its feature stages
-    stats: tuple = imagenet_stats  # (mean, std) the ImageNet weights were trained with
+    body: Callable              # Full pretrained model -> `nn.Sequential` of its feature stages
+    stats: tuple = imagenet_stats  # (mean, std) the pretrained weights were trained with (the DataLoaders normalize with them)
     weights: str = 'DEFAULT'    # torchvision weights name to download (`DEFAULT` is the best available)
     local_weights: Callable|None = None  # Returns the path of weights shipped in a package (no download)
     desc: str = ''              # One line for the docs
     cpu_bf16: bool = True       # bfloat16 autocast speeds its training up on a CPU with AMX units (`bench/cpu_precision.py`)
+    make: Callable|None = None  # Builds the full model with random weights, instead of `source` and `model_name`
+    url: str|None = None        # Where to download the weights file from, when torchvision does not know them
+    read: Callable|None = None  # (model, weights file) -> the model with the file's weights; `None`: a state dict of the whole model
+    pretrained_on: tuple = ('ImageNet',)  # Data sets the pretrained weights were trained on (kept in the model card)
 
     def create(self) -> nn.Module:
-        "The full ImageNet model with random weights"
+        "The full model with random weights"
+        if self.make is not None: return self.make()
         if self.source == 'torchvision': return torchvision.models.get_model(self.model_name, weights=None)
         return timm.create_model(self.model_name, pretrained=False)
 
@@ -60,8 +68,8 @@ ARCHS = {}
 
 def register_arch(spec:ArchSpec, # The architecture to add (replaces one of the same name)
                  ) -> ArchSpec:
-    "Add `spec` to `ARCHS` so it can be used by name"
-    ARCHS[spec.name] = spec
+    "Add `spec` to `ARCHS` so it can be used by name (and its pretraining data sets to the model card's `PRETRAINED_ON`)"
+    ARCHS[spec.name], PRETRAINED_ON[spec.name] = spec, list(spec.pretrained_on)
     return spec
 
 _eff_stats = ([0.5]*3, [0.5]*3)
@@ -127,10 +135,25 @@ def load_weights_into(model:nn.Module, # Model to load into
         f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}). Pass the ImageNet weights of this very architecture.")
 
 # %% ../nbs/07_models.ipynb #f3a72429
+def _load_file(spec, fn):
+    "The full model of `spec` with the weights in file `fn`"
+    if spec.read is not None: return spec.read(spec.create(), fn)
+    return load_weights_into(spec.create(), read_weights(fn), f'weights in {fn}')
+
+def _download(spec) -> Path:
+    "The weights file at `spec.url`, downloaded into torch's cache (`~/.cache/torch/hub/checkpoints`) the first time"
+    fn = Path(torch.hub.get_dir())/'checkpoints'/spec.url.rsplit('/', 1)[-1]
+    if fn.exists(): return fn
+    try:
+        fn.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(spec.url, str(fn), progress=True)   # through a temporary file: whole or not at all
+    except (OSError, RuntimeError, ValueError) as e: raise PretrainedWeightsError(_offline_help(spec, e, spec.url)) from e
+    return fn
+
 def _offline_help(spec, err, url=''):
     cache = Path(torch.hub.get_dir())/'checkpoints'
     fname = url.rsplit('/', 1)[-1] if url else f'{spec.model_name}.pth'
-    return (f"Could not get the ImageNet weights of arch {spec.name!r} ({spec.source} {spec.model_name}"
+    return (f"Could not get the pretrained weights of arch {spec.name!r} ({spec.source} {spec.model_name}"
             f"{', ' + url if url else ''}): {err}\nThis machine may be offline. Either:\n"
             f"  - pass a local weights file: weights='path/to/{fname}' (CLI: --weights), or copy it to {cache/fname}\n"
             f"  - train from random weights: pretrained=False (CLI: --pretrained False; much worse on small data sets)\n"
@@ -139,12 +162,11 @@ def _offline_help(spec, err, url=''):
 def pretrained_model(arch:str|ArchSpec, # Name in `ARCHS`
                      weights:str|Path|None=None, # Local weights file to use instead of downloading
                     ) -> nn.Module:
-    "The full ImageNet model of `arch` with pretrained weights from `weights`, a package, or a download"
+    "The full model of `arch` with pretrained weights from `weights`, a package, or a download"
     spec = get_arch(arch)
-    if weights is not None: return load_weights_into(spec.create(), read_weights(weights), f'weights in {weights}')
-    if spec.local_weights is not None:
-        fn = spec.local_weights()
-        return load_weights_into(spec.create(), read_weights(fn), f'weights in {fn}')
+    if weights is not None: return _load_file(spec, weights)
+    if spec.local_weights is not None: return _load_file(spec, spec.local_weights())
+    if spec.url is not None: return _load_file(spec, _download(spec))
     if spec.source != 'torchvision':
         raise PretrainedWeightsError(_offline_help(spec, 'no download source is known for it'))
     w = torchvision.models.get_model_weights(spec.model_name)[spec.weights]
@@ -166,10 +188,10 @@ def body_blocks(body:nn.Sequential, # The body of a model from `create_covid_mod
     finally:
         for h in hooks: h.remove()
         body.train(training)
-    blocks, res = [], None   # `res`: resolution of the last child with parameters in the current block
+    blocks, res = [], None   # `res`: resolution of the last child with parameters in the current block (`None`: none yet)
     for i, m in enumerate(body.children()):
         has_params = any(True for _ in m.parameters())
-        if blocks and (not has_params or shapes[i] == res): blocks[-1].append(i)
+        if blocks and (not has_params or res is None or shapes[i] == res): blocks[-1].append(i)
         else: blocks.append([i])
         if has_params: res = shapes[i]
     return blocks
@@ -215,3 +237,100 @@ def create_covid_model(arch:str|ArchSpec='mobilenet', # Name in `ARCHS`
     head = create_plain_head(nf, n_out, head_sizes, head_dropout) if head_sizes is not None else create_head(nf, n_out, **kwargs)
     apply_init(head, nn.init.kaiming_normal_)
     return nn.Sequential(body, head)
+
+# %% ../nbs/07_models.ipynb #761aaafb
+class XrvInput(Module):
+    "The input torchxrayvision's weights expect: the mean of the three channels, mapped from [0, 1] to [-1024, 1024]"
+    def forward(self, x): return x.mean(1, keepdim=True) * 2048. - 1024.
+
+def _xrv_densenet121() -> nn.Module:
+    "torchvision's DenseNet-121 as torchxrayvision builds it: one input channel, 18 outputs"
+    m = torchvision.models.densenet121(weights=None, num_classes=18)
+    m.features.conv0 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return m
+
+def _xrv_body(m): return _seq(('xrv_input', XrvInput()), *m.features.named_children(), ('relu5', nn.ReLU(inplace=True)))
+
+# %% ../nbs/07_models.ipynb #1f632d76
+class _Stub:
+    "Stands in for a class of a pickled model: keeps the attributes it is given, runs no code"
+    dump_patches = False   # (read by torch.load from the classes of files in torch's legacy format)
+    def __init__(self, *args, **kwargs): pass
+    def __setstate__(self, state): self.__dict__.update(state if isinstance(state, dict) else {})
+
+_PICKLE_OK = {('collections', 'OrderedDict'), ('builtins', 'set'), ('builtins', 'object'), ('__builtin__', 'set'), ('__builtin__', 'object'),
+              ('copyreg', '_reconstructor'), ('torch', 'Size'),
+              *(('torch._utils', f) for f in ('_rebuild_tensor', '_rebuild_tensor_v2', '_rebuild_parameter', '_rebuild_parameter_with_state'))}
+_PICKLE_STUBS = ('torch.nn.', 'torchvision.', 'torchxrayvision.')
+
+class _ModelUnpickler(pickle.Unpickler):
+    "Tensors and containers as they are; every class of `torch.nn`, torchvision or torchxrayvision as a `_Stub`; anything else refused"
+    def find_class(self, module, name):
+        if (module, name) in _PICKLE_OK: return super().find_class(module, name)
+        if module.startswith(_PICKLE_STUBS) or module == 'torchxrayvision': return _Stub
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}: only tensors and model classes are read")
+
+_model_pickle = SimpleNamespace(__name__='covid_fastai.models._model_pickle', Unpickler=_ModelUnpickler,
+                                load=lambda f, **kw: _ModelUnpickler(f, **kw).load())
+
+def _stub_state(o, prefix='') -> dict:
+    "The state dict of a stand-in module tree, in `nn.Module.state_dict`'s order"
+    d, sd = getattr(o, '__dict__', {}), {}
+    skip = d.get('_non_persistent_buffers_set') or set()
+    for k, v in (d.get('_parameters') or {}).items():
+        if v is not None: sd[prefix + k] = v.detach()
+    for k, v in (d.get('_buffers') or {}).items():
+        if v is not None and k not in skip: sd[prefix + k] = v
+    for k, m in (d.get('_modules') or {}).items():
+        if m is not None: sd.update(_stub_state(m, f'{prefix}{k}.'))
+    return sd
+
+def read_pickled_model(fn, # A whole model saved with `torch.save(model)` (as torchxrayvision publishes its weights)
+                      ) -> dict:
+    "The state dict of the pickled model in `fn`, read without importing the model's library or running code from the file"
+    import warnings
+    try:
+        with warnings.catch_warnings():   # files in torch's legacy format warn that the stand-in's source differs from the class's
+            warnings.simplefilter('ignore')
+            obj = torch.load(Path(fn).expanduser(), map_location='cpu', weights_only=False, pickle_module=_model_pickle)  # `_ModelUnpickler` refuses code
+    except Exception as e: raise PretrainedWeightsError(f"Cannot read weights file {fn}: {e}") from e
+    if not isinstance(obj, _Stub) or not (sd := _stub_state(obj)): raise PretrainedWeightsError(f"{fn} does not hold a pickled model")
+    return sd
+
+# %% ../nbs/07_models.ipynb #3a35cb56
+def read_xrv_weights(fn, # A torchxrayvision DenseNet weights file: the pickled model it publishes, or a state dict
+                    ) -> dict:
+    "The tensors of a torchxrayvision weights file, without its `op_threshs`"
+    try: sd = read_weights(fn)
+    except PretrainedWeightsError as e:
+        try: sd = read_pickled_model(fn)
+        except PretrainedWeightsError: raise e from None
+    return {k: v for k, v in sd.items() if k != 'op_threshs'}
+
+def load_xrv_weights(model:nn.Module, # A DenseNet-121 with one input channel (`ArchSpec.create` of an `xrv_` arch)
+                     fn, # A torchxrayvision DenseNet-121 weights file (see `read_xrv_weights`)
+                    ) -> nn.Module:
+    "`model` with the `features` of torchxrayvision weights file `fn` (its classifier and `op_threshs` left out)"
+    sd = read_xrv_weights(fn)
+    feats = {k.removeprefix('features.'): v for k, v in sd.items() if k.startswith('features.')}
+    if not feats: raise PretrainedWeightsError(f"{fn} holds no `features.*` tensors: not the weights of a torchxrayvision DenseNet")
+    load_weights_into(model.features, feats, f'weights in {fn}')
+    return model
+
+# %% ../nbs/07_models.ipynb #28a76872
+XRV_URL = 'https://github.com/mlmed/torchxrayvision/releases/download/v1/'
+XRV_WEIGHTS = {  # Name -> (file of torchxrayvision's release, data sets it was trained on, description)
+    'all': ('nih-pc-chex-mimic_ch-google-openi-kaggle', ('NIH ChestX-ray14', 'PadChest', 'CheXpert', 'MIMIC-CXR', 'Google NIH labels', 'OpenI', 'RSNA Pneumonia'),
+            'NIH, PadChest, CheXpert, MIMIC-CXR, Google NIH labels, OpenI, RSNA Pneumonia'),
+    'nih': ('nih', ('NIH ChestX-ray14',), 'NIH ChestX-ray14'),
+    'pc': ('pc', ('PadChest',), 'PadChest'),
+    'chex': ('chex', ('CheXpert',), 'CheXpert'),
+    'rsna': ('kaggle', ('RSNA Pneumonia',), 'RSNA Pneumonia Challenge (NIH images)'),
+    'mimic_nb': ('mimic_nb', ('MIMIC-CXR',), 'MIMIC-CXR, NegBio labels'),
+    'mimic_ch': ('mimic_ch', ('MIMIC-CXR',), 'MIMIC-CXR, CheXpert labeler'),
+}
+for _k, (_f, _on, _d) in XRV_WEIGHTS.items():
+    register_arch(ArchSpec(f'xrv_densenet121_{_k}', 'torchxrayvision', f'densenet121-res224-{_k}', _xrv_body, stats=([0.]*3, [1.]*3),
+                           make=_xrv_densenet121, url=f'{XRV_URL}{_f}-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt',
+                           read=load_xrv_weights, pretrained_on=_on, cpu_bf16=False,  # [-1024, 1024] inputs: float32 (unmeasured in bfloat16)
+                           desc=f'DenseNet-121 pretrained on chest X-rays ({_d}); torchxrayvision weights, downloaded'))

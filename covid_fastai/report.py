@@ -89,7 +89,8 @@ def evaluate(model, # A trained `Learner`, a `Predictor`, an `Ensemble`, or a sa
 def _provenance(card) -> dict:
     "How the model was made, from its card: weights, recipe, epochs, learning rates, size, split"
     r, sp = card.recipe or {}, card.split or {}
-    return dict(arch=card.arch, weights=card.weights, size=card.size, window=card.window, loss=card.loss, recipe=r.get('name'),
+    return dict(arch=card.arch, weights=card.weights, pretrained_on=card.pretrained_on, size=card.size, window=card.window,
+                preprocess=card.preprocess, loss=card.loss, recipe=r.get('name'),
                 epochs=r.get('epochs'), lr=r.get('lr'), opt=r.get('opt'), schedule=r.get('schedule'),
                 split_method=sp.get('method'), split_grouping=sp.get('grouping'), split_seed=sp.get('seed'), split_counts=sp.get('counts'),
                 valid_metrics=(card.metrics or {}).get('valid'), temperature=card.temperature, tta=card.tta)
@@ -117,7 +118,8 @@ def write_report(ev:Evaluation, # The evaluation to report
                       recipe=(ev.card.recipe or {}).get('name'), valid_metrics=(ev.card.metrics or {}).get('valid'),
                       backend=getattr(getattr(ev, 'predictor', None), 'backend', None), source=ev.source)
     m['provenance'] = _provenance(ev.card)
-    m['test'] = dict(source=test_source, path=getattr(ev, 'test_path', None), n=ev.n, unreadable=ev.unreadable, label_map=ev.label_map)
+    m['test'] = dict(source=test_source, path=getattr(ev, 'test_path', None), n=ev.n, unreadable=ev.unreadable, label_map=ev.label_map,
+                     pretraining_overlap=list(getattr(ev, 'pretraining_overlap', None) or []))
     if calibration: m['calibration'] = calibration
     m['disclaimer'], m['date'], m['covid_fastai'] = DISCLAIMER, datetime.datetime.now().isoformat(timespec='seconds'), covid_fastai.__version__
     write_csv(preds, out/'predictions.csv')
@@ -156,7 +158,7 @@ def write_report(ev:Evaluation, # The evaluation to report
             fns = [preds.path[i] for i in idx]
             tgt = [pred.vocab.index(preds.predicted[i]) if preds.predicted[i] in pred.vocab else int(ev.model_probs[i].argmax()) for i in idx]
             hms = pred.heatmaps(fns, targets=tgt, method=cam)
-            ims = [cam_overlay(np.asarray(load_xray(fn).resize((pred.size, pred.size))), h) for fn, h in zip(fns, hms)]
+            ims = [cam_overlay(np.asarray(pred.image(fn).resize((pred.size, pred.size))), h) for fn, h in zip(fns, hms)]   # the picture the model saw
             _save(name, plot_image_grid(ims, [f"{_short(Path(preds.path[i]).name, 22)}\npred {_short(preds.predicted[i], 18)} / actual {_short(preds.label[i], 18)}" for i in idx],
                                         ['green' if preds.correct[i] else 'red' for i in idx], ncols=ncols, suptitle=sup), caption)
         _cam_grid(top, 'gradcam_top_losses.png', f'{cam}: top losses', f'{cam} heatmaps of the predicted class on the top losses: where the model looked.')
@@ -220,6 +222,7 @@ def report_html(m:dict, # Metrics from `evaluate`
              f'Test set: {html.escape(show_path(Path(m["test"]["path"]).name) + "/" if m["test"].get("path") else "given")}, {m["n"]} images'
              + (f', label map {html.escape(json.dumps(m["test"]["label_map"]))}' if m['test'].get('label_map') else '')
              + (f', {len(m["test"]["unreadable"])} unreadable images left out' if m['test'].get('unreadable') else '') + '.</p>',
+             *[f'<p class="warn">{html.escape(w)}</p>' for w in m['test'].get('pretraining_overlap') or []],
              '<h2>Metrics</h2>', _table(summary, ['Metric', 'Value', f'{int(ci.get("level", .95)*100)}% CI']),
              f'<p class="small">Confidence intervals: {html.escape(ci.get("method", ""))}; {ci.get("n_boot", "")} bootstrap resamples, seed {ci.get("seed", "")}.'
              + (f' Multi-label: a class is predicted above probability {m["thresh"]}.' if m['multi_label'] else '') + '</p>',

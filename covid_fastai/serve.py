@@ -110,7 +110,7 @@ def predict_upload(pred:Predictor, # The model
         p = pred.predict_proba([im])[0]
         if explain is not None and explain not in pred.vocab: raise UploadError(400, f"Unknown class {explain!r} to explain: one of {pred.vocab}")
         hm = pred.heatmaps([im], targets=None if explain is None else [explain], method=cam)[0] if heatmap and pred.model is not None else None
-    shown = im.copy(); shown.thumbnail((view, view))
+    shown = (pred.image(im) if hasattr(pred, 'image') else im).copy(); shown.thumbnail((view, view))   # as the model saw it (cropped, equalized)
     out = dict(predicted=pred.decode(p[None])[0], probability=float(p.max()),
                probabilities={c: float(v) for c, v in zip(pred.vocab, p)}, image_type=kind, image=_png_uri(shown),
                model=dict(arch=pred.meta.get('arch'), classes=pred.vocab, backend=pred.backend, size=pred.size, temperature=pred.card.temperature),

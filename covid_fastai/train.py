@@ -97,7 +97,7 @@ def _train(path, cfg, spec, main, cbs):
     lay = broadcast_object(prepare_layout(path, cfg) if main else None)   # the data is read, checked and cached once
     set_seed(cfg.seed, reproducible=True)
     dkw = {} if cfg.num_workers is None else dict(num_workers=cfg.num_workers)
-    dls = covid_dls(lay, size=cfg.size, bs=cfg.bs, stats=spec.stats, aug=cfg.aug, sampling=cfg.sampling, window=cfg.window, **dkw)
+    dls = covid_dls(lay, size=cfg.size, bs=cfg.bs, stats=spec.stats, aug=cfg.aug, sampling=cfg.sampling, window=cfg.window, preprocess=cfg.preprocess, **dkw)
     lkw = {'thresh': cfg.thresh, **(cfg.loss_kwargs or {})}
     with main_first():   # a backbone is downloaded once
         learn = covid_learner(dls, spec, pretrained=cfg.pretrained, weights=cfg.weights, loss='weighted_ce' if cfg.class_weighted else cfg.loss,

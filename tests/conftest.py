@@ -89,6 +89,11 @@ def make_dls(src, **kwargs):
     from covid_fastai.config import TrainConfig
     from covid_fastai.train import prepare_layout
     from covid_fastai.dataloaders import covid_dls
-    names = {f.name for f in fields(TrainConfig)} - {'size', 'bs', 'aug', 'sampling', 'num_workers', 'window'}
+    names = {f.name for f in fields(TrainConfig)} - {'size', 'bs', 'aug', 'sampling', 'num_workers', 'window', 'preprocess'}
     data = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
     return covid_dls(prepare_layout(src, **data), **kwargs)
+
+def arch_kinds() -> list:
+    "One name per network of `ARCHS`: the chest X-ray DenseNets (`xrv_densenet121_*`) differ only in their weights file, so one stands for all"
+    from covid_fastai.models import ARCHS
+    return [a for a in ARCHS if not a.startswith('xrv_')] + [a for a in ARCHS if a.startswith('xrv_')][:1]
