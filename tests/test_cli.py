@@ -218,8 +218,8 @@ def test_ensembles_and_tta_from_the_command_line(trained, split_folder, tmp_path
     twin = tmp_path/'twin'; shutil.copytree(out, twin)          # the same weights: the ensemble must equal the model
     imgs = sorted((split_folder/'test').rglob('*.png'))[:4]
     classes = ['COVID-19', 'No_findings', 'Pneumonia']
-    cli('predict', out, *imgs, '--out', tmp_path/'one.csv')
-    cli('predict', out, twin, *imgs, '--out', tmp_path/'two.csv')
+    cli('predict', out, *imgs, '--out', tmp_path/'one.csv', '--tta', 'false')   # (saved models use TTA by default)
+    cli('predict', out, twin, *imgs, '--out', tmp_path/'two.csv', '--tta', 'false')
     one, two = pd.read_csv(tmp_path/'one.csv'), pd.read_csv(tmp_path/'two.csv')
     assert len(two) == 4 and np.allclose(one[classes], two[classes], atol=1e-5)
     cli('predict', out, *imgs, '--out', tmp_path/'tta.csv', '--tta', 'true')
