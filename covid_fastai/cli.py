@@ -10,7 +10,7 @@ __all__ = ['COMMANDS', 'covid_fastai_train', 'covid_fastai_evaluate', 'covid_fas
            'covid_fastai_serve', 'main']
 
 # %% ../nbs/22_cli.ipynb #385464a1
-import os, sys, signal  # no `from __future__ import annotations`: fastcore's parser needs real types in the delegated signature
+import sys, signal  # no `from __future__ import annotations`: fastcore's parser needs real types in the delegated signature
 from contextlib import contextmanager
 from pathlib import Path
 from fastcore.script import call_parse, bool_arg, parse_cli
@@ -132,7 +132,8 @@ def covid_fastai_train(
             from covid_fastai.outputs import output_folder, write_csv
             from covid_fastai.learner import EpochLines
             tty = _terminal()
-            if int(os.environ.get('WORLD_SIZE', '1')) > 1 and int(os.environ.get('RANK', '0')) != 0:
+            from covid_fastai.distributed import is_distributed, is_main
+            if is_distributed() and not is_main():
                 # Another process of `accelerate launch`/`torchrun`: it trains its shard; the first process saves, reports and prints
                 train_covid_learner(Path(path).expanduser(), cbs=[_stop_on_interrupt()], **{**kwargs, 'history': None, 'quiet': True})
                 return

@@ -6,8 +6,8 @@ Docs: https://covid-fastai.github.io/covid-fastai/distributed.html.md"""
 
 # %% ../nbs/11a_distributed.ipynb #e8bc77ce
 from __future__ import annotations
-import os, warnings
-from contextlib import contextmanager, nullcontext
+import os
+from contextlib import contextmanager
 from fastai.basics import *
 from fastai.distributed import DistributedDL
 from fastai.torch_core import num_distrib, rank_distrib, distrib_barrier
