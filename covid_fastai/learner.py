@@ -18,9 +18,10 @@ from .registry import lookup
 
 # %% auto #0
 __all__ = ['LOSSES', 'OPTIMIZERS', 'SCHEDULES', 'NamedAccumMetric', 'per_class_f1_multi', 'covid_metrics', 'BalancedFocalLoss',
-           'BalancedFocalLossFlat', 'covid_loss', 'covid_opt', 'fit_schedule', 'on_gpu', 'cpu_has_amx', 'data_card',
-           'weights_source', 'ModelCardCallback', 'find_card', 'PlainTensors', 'DeviceMixedPrecision', 'covid_learner',
-           'EpochLogger', 'quiet_progress', 'EpochLines', 'covid_callbacks', 'find_lr']
+           'BalancedFocalLossFlat', 'SigmoidFocalLoss', 'SigmoidFocalLossFlat', 'covid_loss', 'covid_opt',
+           'fit_schedule', 'on_gpu', 'cpu_has_amx', 'data_card', 'weights_source', 'ModelCardCallback', 'find_card',
+           'PlainTensors', 'DeviceMixedPrecision', 'covid_learner', 'EpochLogger', 'quiet_progress', 'EpochLines',
+           'covid_callbacks', 'find_lr']
 
 # %% ../nbs/09_learner.ipynb #4274e292
 class NamedAccumMetric(AccumMetric):
@@ -69,6 +70,23 @@ class BalancedFocalLossFlat(BaseLoss):
     def decodes(self, x): return x.argmax(dim=self.axis)
     def activation(self, x): return F.softmax(x, dim=self.axis)
 
+class SigmoidFocalLoss(Module):
+    "Multi-label focal loss: torchvision's `sigmoid_focal_loss` on each label's logit, averaged"
+    def __init__(self, gamma:float=2., alpha:float|None=None, reduction:str='mean'): store_attr()
+    def forward(self, inp, targ):
+        from torchvision.ops import sigmoid_focal_loss
+        return sigmoid_focal_loss(inp, targ.to(inp.dtype), alpha=-1 if self.alpha is None else self.alpha, gamma=self.gamma, reduction=self.reduction)
+
+class SigmoidFocalLossFlat(BaseLoss):
+    "Same as `SigmoidFocalLoss`, flattened, with sigmoid activation and decoding at `thresh` (as `BCEWithLogitsLossFlat`)"
+    y_int = False
+    @use_kwargs_dict(keep=True, alpha=None, reduction='mean')
+    def __init__(self, *args, gamma:float=2., axis:int=-1, thresh:float=0.5, **kwargs):
+        super().__init__(SigmoidFocalLoss, *args, gamma=gamma, axis=axis, floatify=True, is_2d=False, **kwargs)
+        self.thresh = thresh
+    def decodes(self, x): return x > self.thresh
+    def activation(self, x): return torch.sigmoid(x)
+
 # %% ../nbs/09_learner.ipynb #a42fcade
 LOSSES = ('ce', 'label_smoothing', 'focal', 'weighted_ce', 'bce')
 
@@ -86,15 +104,18 @@ def covid_loss(name:str, # One of `LOSSES`
                gamma:float=2., # Focal loss focusing parameter
                alpha:float|list|None=None, # Focal loss class weights (one per class, or for 2 classes the second's)
                eps:float=0.1, # Label smoothing
-               thresh:float=0.5, # Decoding threshold of `bce`
+               thresh:float=0.5, # Decoding threshold of multi-label losses (`bce`, multi-label `focal`)
               ):
     "The loss function `name` for `dls`"
     n = len(dls.vocab)
     multi = bool(getattr(getattr(dls, 'layout', None), 'multi_label', False))
     lookup(name, LOSSES, 'loss')
-    if multi != (name == 'bce'):
+    if (name not in ('bce', 'focal')) if multi else (name == 'bce'):
         raise ValueError(f"Loss {name!r} does not fit {'multi-label' if multi else 'single-label'} data; "
-                         f"use {'bce' if multi else 'ce, label_smoothing, focal or weighted_ce'}")
+                         f"use {'bce or focal' if multi else 'ce, label_smoothing, focal or weighted_ce'}")
+    if multi and name == 'focal':
+        if isinstance(alpha, (list, tuple)): raise ValueError("A multi-label focal alpha is one number: the weight of positive labels")
+        return SigmoidFocalLossFlat(gamma=gamma, alpha=alpha, thresh=thresh)
     if name == 'ce': return CrossEntropyLossFlat()
     if name == 'label_smoothing': return LabelSmoothingCrossEntropyFlat(eps=eps)
     if name == 'focal': return FocalLossFlat(gamma=gamma) if alpha is None else BalancedFocalLossFlat(gamma=gamma, weight=_alpha(alpha, n))

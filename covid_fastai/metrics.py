@@ -136,17 +136,18 @@ def classification_metrics(y, # True labels: class indices `(n,)`, or a 0/1 matr
         def fn(Yb, Pb, Sb):
             b = _stats(Yb, Pb, Sb, multi_label)
             f1 = np.where(b['support'] > 0, b['f1'], np.nan)
-            return np.concatenate([[b['balanced_accuracy'], b['macro_f1'], b['macro_auc']], f1, b['auc']])
+            return np.concatenate([[b['balanced_accuracy'], b['macro_f1'], b['macro_auc']], f1, b['auc'], [b['macro_precision'], b['macro_recall']]])
         ci = bootstrap_ci(fn, Y, P, probs, n_boot=n_boot, level=level, seed=seed)
         row = lambda i: [nan2none(float(ci[i, 0])), nan2none(float(ci[i, 1]))]
         tp, fp, fn_, tn = _counts(Y, P)
         correct = int((Y == P).all(1).sum()) if multi_label else int((Y.argmax(1) == P.argmax(1)).sum())
         prop = lambda a, b: {c: proportion_ci(a[j], b[j], level) for j, c in enumerate(classes)}
         out['ci'] = dict(level=level, n_boot=n_boot, seed=seed, method='Wilson score (accuracy, precision, recall, specificity); '
-                         'percentile bootstrap (balanced accuracy, F1, AUC)',
+                         'percentile bootstrap (balanced accuracy, F1, AUC, macro precision and recall)',
                          accuracy=proportion_ci(correct, len(Y), level), balanced_accuracy=row(0), macro_f1=row(1), macro_auc=row(2),
                          precision=prop(tp, tp + fp), recall=prop(tp, tp + fn_), specificity=prop(tn, tn + fp),
-                         f1={c: row(3 + j) for j, c in enumerate(classes)}, auc={c: row(3 + k + j) for j, c in enumerate(classes)})
+                         f1={c: row(3 + j) for j, c in enumerate(classes)}, auc={c: row(3 + k + j) for j, c in enumerate(classes)},
+                         macro_precision=row(3 + 2 * k), macro_recall=row(4 + 2 * k))
     return out
 
 # %% ../nbs/14_metrics.ipynb #262c9848

@@ -64,7 +64,8 @@ def test_cli_errors_are_one_line(xray_folder, tmp_path):
     r = subprocess.run(['covid-fastai-train', '--help'], capture_output=True, text=True)
     assert r.returncode == 0 and '--arch' in r.stdout and 'Backbone: mobilenet' in r.stdout
 
-def test_multi_label_trains(tmp_path):
+@pytest.mark.parametrize('loss', ['bce', 'focal'])
+def test_multi_label_trains(tmp_path, loss):
     from covid_fastai.images import make_synthetic_xrays, get_xray_files
     make_synthetic_xrays(tmp_path/'imgs', n_per_class=16, classes=('a', 'b'), size=48)
     labels = {'a': 'Pneumonia|COVID-19', 'b': 'No_findings'}
@@ -72,11 +73,16 @@ def test_multi_label_trains(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path/'labels.csv', index=False)
     from covid_fastai.data import table_layout
     learn = train_covid_learner(table_layout(tmp_path/'labels.csv', label_delim='|'), arch='efficientnet_lite0', recipe='head', epochs=4,
-                                size=48, bs=8, aug='none', num_workers=0)
+                                size=48, bs=8, aug='none', num_workers=0, loss=None if loss == 'bce' else loss)
     assert learn.recorder.metric_names[3:8] == ['accuracy_multi', 'f1_score', 'f1_COVID-19', 'f1_No_findings', 'f1_Pneumonia']
     h = learn.history
     assert h.train_loss.iloc[-1] < h.train_loss.iloc[0]
-    assert 'BCEWithLogits' in type(learn.loss_func).__name__
+    assert type(learn.loss_func).__name__ == ('BCEWithLogitsLossFlat' if loss == 'bce' else 'SigmoidFocalLossFlat')
+    assert learn.card.loss == loss
+    from covid_fastai.inference import save_covid_model, load_covid_model
+    pred = load_covid_model(save_covid_model(learn, tmp_path/'model'))
+    p = pred.predict_proba(learn.dls.layout.subset('valid').fname.tolist())
+    assert p.shape[1] == 3 and ((p >= 0) & (p <= 1)).all() and not torch.allclose(torch.tensor(p).sum(1), torch.ones(len(p)))  # sigmoid, not softmax
 
 def test_class_weighted_loss(tmp_path):
     from covid_fastai.images import make_synthetic_xrays
