@@ -344,7 +344,7 @@ def split_layout(lay:Layout, # Layout to split (left unchanged)
         raise ValueError(f"A patient split needs a patient id for every image: {lay.df.patient.isna().sum()} have none "
                          f"(give patient_col= or patient_re=, or use method='stratified')")
     if method != 'patient' and names_look_grouped(lay.df.fname):
-        warn(f"Splitting {lay.path} by image although its file names look like NIH patient ids ({NIH_PATIENT_RE}): images of one "
+        warn(f"Splitting {show_path(Path(lay.path).name)}/ by image although its file names look like NIH patient ids ({NIH_PATIENT_RE}): images of one "
              f"patient can land on both sides and inflate the scores. Pass patient_re=NIH_PATIENT_RE (--patient-re) to split by patient")
     labels, groups = lay.df.label.tolist(), lay.df.patient.tolist()
     if method == 'stratified' and lay.multi_label: method = 'random'

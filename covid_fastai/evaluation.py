@@ -18,8 +18,8 @@ from .metrics import classification_metrics, roc_curves, targets_matrix
 from .calibration import calibration_bins, expected_calibration_error
 
 # %% auto #0
-__all__ = ['XRAY_DATASETS', 'SAME_IMAGES', 'test_layout', 'map_probs', 'guess_datasets', 'pretraining_overlap', 'as_predictor',
-           'Evaluation']
+__all__ = ['XRAY_DATASETS', 'SAME_IMAGES', 'CI_METRICS', 'CLASS_METRICS', 'test_layout', 'map_probs', 'guess_datasets',
+           'pretraining_overlap', 'as_predictor', 'Evaluation', 'metric_ci', 'compare_protocols']
 
 # %% ../nbs/16_evaluation.ipynb #801d0965
 def test_layout(test, # Folder, CSV file, DataFrame or `Layout` of labelled test images
@@ -259,3 +259,40 @@ class Evaluation:
         m = self.metrics(n_boot=0)
         return (f"Evaluation of {self.card.arch or 'a model'} on {self.n} images ({', '.join(self.classes)}): "
                 f"accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}")
+
+# %% ../nbs/16_evaluation.ipynb #2db0b1c1
+CI_METRICS = ('accuracy', 'balanced_accuracy', 'macro_f1', 'macro_precision', 'macro_recall', 'macro_auc')
+CLASS_METRICS = ('recall', 'specificity', 'precision', 'f1', 'auc')
+
+def _metric(m, name):
+    "(value, [low, high]) of metric `name` in the metrics dict `m`"
+    from covid_fastai.registry import lookup
+    ci = m.get('ci', {})
+    if ':' in name:
+        kind, c = name.split(':', 1)
+        lookup(kind, CLASS_METRICS, 'per-class metric'); lookup(c, m['classes'], 'class')
+        return m['per_class'][c][kind], ci.get(kind, {}).get(c)
+    lookup(name, CI_METRICS, 'metric')
+    return m[name], ci.get(name)
+
+def metric_ci(m, # An `Evaluation`, or a metrics dict (from `evaluate` or `classification_metrics`)
+              name:str, # A name in `CI_METRICS`, or 'kind:class' with a kind in `CLASS_METRICS` ('recall:COVID-19')
+              digits:int=3, # Decimals
+             ) -> str:
+    "'0.912 [0.871, 0.944]': metric `name` of `m` with its 95% interval (the value alone when `m` has no interval)"
+    if isinstance(m, Evaluation): m = m.metrics()
+    v, ci = _metric(m, name)
+    if v is None: return 'n/a'
+    s = f"{v:.{digits}f}"
+    return s if not ci or ci[0] is None else f"{s} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+def compare_protocols(published:dict, # Metric name (as `metric_ci` reads it) -> the published value: a fraction, text, or `None` (not published)
+                      evals:dict, # Column name -> `Evaluation` or metrics dict, e.g. {'image split': ev_img, 'patient split': ev_pat}
+                      digits:int=3, # Decimals
+                     ) -> pd.DataFrame:
+    "One row per metric of `published`: the published value beside each evaluation's, with its 95% interval"
+    rows = {}
+    for name, pub in published.items():
+        pv = '—' if pub is None else (f"{pub:.{digits}f}" if isinstance(pub, (int, float)) else str(pub))
+        rows[name] = {'published': pv, **{col: metric_ci(e, name, digits) for col, e in evals.items()}}
+    return pd.DataFrame.from_dict(rows, orient='index')
