@@ -250,10 +250,11 @@ class Evaluation:
         return expected_calibration_error(self.y if not self.multi_label else self.targets, self.probs, self.multi_label)
     def roc_curves(self) -> dict: return roc_curves(self.y if not self.multi_label else self.targets, self.probs, self.classes)
 
-    def plot_confusion_matrix(self):
+    def plot_confusion_matrix(self, title:str|None=None, # Title above the figure
+                             ):
         "The confusion matrix, counts and row-normalized (see `plot_confusion`)"
         from covid_fastai.plots import plot_confusion
-        return plot_confusion(self.metrics(n_boot=0)['confusion_matrix'], self.classes)
+        return plot_confusion(self.metrics(n_boot=0)['confusion_matrix'], self.classes, title=title)
 
     def __repr__(self):
         m = self.metrics(n_boot=0)

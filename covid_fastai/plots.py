@@ -37,6 +37,7 @@ def _heat(ax, m, classes, fmt, title, cmap='Blues', vmax=None):
 
 def plot_confusion(cm, # Confusion matrix `(k, k)` (rows: actual), or a list of `k` 2x2 matrices for multi-label
                    classes:list, # Class names
+                   title:str|None=None, # Title above the figure
                   ):
     "Confusion matrix as counts and row-normalized (recall on the diagonal) side by side"
     cm = np.asarray(cm)
@@ -47,13 +48,15 @@ def plot_confusion(cm, # Confusion matrix `(k, k)` (rows: actual), or a list of 
             _heat(ax, norm, ['no', 'yes'], lambda v: f'{v:.2f}', c, vmax=1)
             for i in range(2):
                 for j in range(2): ax.text(j, i + 0.3, f'({m[i, j]})', ha='center', va='center', fontsize=7, color='grey')
-        fig.suptitle('Confusion per class (row-normalized, counts in brackets)')
+        fig.suptitle((f'{title}: c' if title else 'C') + 'onfusion per class (row-normalized, counts in brackets)')
+        fig.tight_layout()
         return fig
     fig, axs = plt.subplots(1, 2, figsize=(4.2 * 2 + 1, 4.2))
     _heat(axs[0], cm, classes, lambda v: f'{int(v)}', 'Counts')
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     _heat(axs[1], norm, classes, lambda v: f'{v:.2f}', 'Row-normalized (recall on diagonal)', vmax=1)
-    fig.tight_layout()
+    if title: fig.suptitle(title)
+    fig.tight_layout()   # (room for the title too)
     return fig
 
 # %% ../nbs/19_plots.ipynb #16e1743a
