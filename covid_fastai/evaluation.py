@@ -15,6 +15,7 @@ import pandas as pd
 from .card import ModelCard
 from .imread import ImageReadError
 from .metrics import classification_metrics, roc_curves, targets_matrix
+from .registry import lookup
 from .calibration import calibration_bins, expected_calibration_error
 
 # %% auto #0
@@ -267,7 +268,6 @@ CLASS_METRICS = ('recall', 'specificity', 'precision', 'f1', 'auc')
 
 def _metric(m, name):
     "(value, [low, high]) of metric `name` in the metrics dict `m`"
-    from covid_fastai.registry import lookup
     ci = m.get('ci', {})
     if ':' in name:
         kind, c = name.split(':', 1)

@@ -48,7 +48,8 @@ def plot_confusion(cm, # Confusion matrix `(k, k)` (rows: actual), or a list of 
             _heat(ax, norm, ['no', 'yes'], lambda v: f'{v:.2f}', c, vmax=1)
             for i in range(2):
                 for j in range(2): ax.text(j, i + 0.3, f'({m[i, j]})', ha='center', va='center', fontsize=7, color='grey')
-        fig.suptitle((f'{title}: c' if title else 'C') + 'onfusion per class (row-normalized, counts in brackets)')
+        what = 'confusion per class (row-normalized, counts in brackets)'
+        fig.suptitle(f'{title}: {what}' if title else what.capitalize())
         fig.tight_layout()
         return fig
     fig, axs = plt.subplots(1, 2, figsize=(4.2 * 2 + 1, 4.2))
