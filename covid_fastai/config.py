@@ -125,6 +125,7 @@ class TrainConfig:
     recipe:str='fine_tune' # One of `RECIPES`: 'head', 'last_block', 'last_3_blocks', 'full', 'fine_tune', 'progressive'
     epochs:_Ints=10 # Epochs per stage, or one per stage ('1,3,3,4'); for `fine_tune`, of the unfrozen stage
     freeze_epochs:int=1 # `fine_tune`: epochs training only the new head, body frozen
+    train_bn:_Flag=True # Keep the batch norm layers of a frozen body training (fastai's default); false: freeze them too, which makes head-only epochs about 3x cheaper on a CPU (backward stops at the head)
     lr:_Floats=2e-3 # Learning rate per stage, or one per stage
     opt:str='adam' # Optimizer name in `OPTIMIZERS`
     mom:float=0.9 # Momentum of SGD

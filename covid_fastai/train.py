@@ -101,7 +101,7 @@ def _train(path, cfg, spec, main, cbs):
     lkw = {'thresh': cfg.thresh, **(cfg.loss_kwargs or {})}
     with main_first():   # a backbone is downloaded once
         learn = covid_learner(dls, spec, pretrained=cfg.pretrained, weights=cfg.weights, loss='weighted_ce' if cfg.class_weighted else cfg.loss,
-                              loss_kwargs=lkw, opt=cfg.opt, mom=cfg.mom, head_sizes=cfg.head_sizes, head_dropout=cfg.head_dropout,
+                              loss_kwargs=lkw, opt=cfg.opt, mom=cfg.mom, head_sizes=cfg.head_sizes, head_dropout=cfg.head_dropout, train_bn=cfg.train_bn,
                               fp16=cfg.fp16, bf16=cfg.bf16, channels_last=cfg.channels_last, model_dir=cfg.model_dir,
                               cbs=covid_callbacks(save_best=cfg.save_best, early_stop=cfg.early_stop, history=cfg.history if main else None))
     recipe, epochs = cfg.recipe, cfg.epochs

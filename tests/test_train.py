@@ -99,3 +99,14 @@ def test_cli_defaults_are_the_library_defaults():
     lib, cli = (inspect.signature(f).parameters for f in (train_covid_learner, covid_fastai_train.__wrapped__))
     for k in ('arch', 'recipe', 'epochs', 'freeze_epochs', 'lr', 'size', 'bs', 'seed', 'opt', 'schedule', 'loss', 'sampling'):
         assert lib[k].default == cli[k].default, k
+
+@pytest.mark.parametrize('train_bn', [True, False])
+def test_train_bn(xray_folder, train_bn):
+    "train_bn=False keeps the frozen body's batch norm as pretrained (weights and running statistics); the default trains it"
+    from covid_fastai.models import create_covid_model
+    learn = train_covid_learner(xray_folder, arch='efficientnet_lite0', recipe='head', epochs=1, size=32, bs=8, num_workers=0, train_bn=train_bn)
+    ref = create_covid_model('efficientnet_lite0', 2)   # the same pretrained body
+    bns = lambda m: [t.detach().cpu() for mod in m[0].modules() if isinstance(mod, torch.nn.BatchNorm2d) for t in (mod.weight, mod.bias, mod.running_mean)]
+    same = all(torch.equal(a, b) for a, b in zip(bns(learn.model), bns(ref)))
+    assert same == (not train_bn)
+    assert learn.card.recipe['config']['train_bn'] is train_bn
