@@ -205,7 +205,7 @@ def report(weights=None):
             st, t = r['settings'], r.get('tta')
             desc = (f"fine_tune {st['freeze_epochs']}+{st['epochs']} epochs, {st['size']} px, lr {st['lr']}, loss {st['loss'] or 'ce'}, "
                     f"sampling {st.get('sampling') or 'uniform'}" + (f", preprocess {st['preprocess']}" if st.get('preprocess') not in (None, 'none') else '')
-                    + (f", seed {st['seed']}" if 'seed' in st else ''))
+                    + (f", seed {st['seed']}" if 'seed' in st else '') + (", train_bn False" if st.get('train_bn') is False else ''))
             md.append(f"| {desc}{' (default)' if r is dflt else ''} | {'after the fix' if t else 'before the fix'} | {r['valid']['accuracy']:.3f} | "
                       f"{t['valid_tta']['accuracy']:.3f} | " if t else f"| {desc} | before the fix | {r['valid']['accuracy']:.3f} | - | ")
             md[-1] += (f"{_ci(r['accuracy'], r['accuracy_ci'])} | {100*t['test_tta']['accuracy']:.1f} | " if t else f"{_ci(r['accuracy'], r['accuracy_ci'])} | - | ") + \
