@@ -70,11 +70,12 @@ class BalancedFocalLossFlat(BaseLoss):
     def decodes(self, x): return x.argmax(dim=self.axis)
     def activation(self, x): return F.softmax(x, dim=self.axis)
 
+from torchvision.ops import sigmoid_focal_loss
+
 class SigmoidFocalLoss(Module):
     "Multi-label focal loss: torchvision's `sigmoid_focal_loss` on each label's logit, averaged"
     def __init__(self, gamma:float=2., alpha:float|None=None, reduction:str='mean'): store_attr()
     def forward(self, inp, targ):
-        from torchvision.ops import sigmoid_focal_loss
         return sigmoid_focal_loss(inp, targ.to(inp.dtype), alpha=-1 if self.alpha is None else self.alpha, gamma=self.gamma, reduction=self.reduction)
 
 class SigmoidFocalLossFlat(BaseLoss):
