@@ -66,8 +66,8 @@ def device_name():
     if torch.cuda.is_available(): return torch.cuda.get_device_name()
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
-def one(run, arch, data, n_boot, cache, over=None):
-    "Train and score one run (with `over` overriding its arguments, for tuning); returns a JSON-able dict"
+def one(run, arch, data, n_boot, cache, over=None, save=None):
+    "Train and score one run (with `over` overriding its arguments, for tuning; saved to `save` when given); returns a JSON-able dict"
     import torch
     from recipes import fixed_split
     from covid_fastai.train import train_covid_learner
@@ -77,6 +77,9 @@ def one(run, arch, data, n_boot, cache, over=None):
     t0 = time.perf_counter()
     learn = train_covid_learner(lay, arch=arch, cache=cache, **kw)
     secs = time.perf_counter() - t0
+    if save:
+        from covid_fastai.inference import save_covid_model
+        save_covid_model(learn, save)
     test = learn.dls.layout.subset('test')
     dl = learn.dls.test_dl(test, with_labels=True)
     probs, y = learn.get_preds(dl=dl)
@@ -92,7 +95,7 @@ def one(run, arch, data, n_boot, cache, over=None):
                auc={c: m['per_class'][c]['auc'] for c in vocab}, auc_ci=ci['auc'], confusion_matrix=m['confusion_matrix'],
                valid=learn.stages.to_dict('records')[-1] if hasattr(learn, 'stages') else None,
                settings={**default_kwargs(), **kw, 'arch': arch, 'cache': cache},
-               train_seconds=round(secs, 1), device=device_name(), torch=torch.__version__, n_boot=n_boot)
+               train_seconds=round(secs, 1), device=device_name(), torch=torch.__version__, n_boot=n_boot, saved=save and Path(save).name)
     row['tta'] = tta_scores(learn, vocab, n_boot)
     return row
 
@@ -110,6 +113,32 @@ def tta_scores(learn, vocab, n_boot):
                 macro_auc=m['macro_auc'], covid_sensitivity=pos and m['per_class'][pos]['recall'],
                 covid_specificity=pos and m['per_class'][pos]['specificity'], n=m['n'])
     return out
+
+def split_scores(model, lay, n_boot):
+    "Validation and test metrics of a saved model or ensemble (test-time augmentation as its cards say), with per-class intervals"
+    from covid_fastai.evaluation import Evaluation
+    from covid_fastai.metrics import classification_metrics
+    out = {}
+    for split in ('valid', 'test'):
+        ev = Evaluation.from_model(model, lay.new(lay.subset(split)), progress=False)
+        m = classification_metrics(ev.y, ev.probs, list(ev.classes), n_boot=n_boot)
+        ci = m['ci']
+        out[split] = dict(n=m['n'], accuracy=m['accuracy'], accuracy_ci=ci['accuracy'], macro_f1=m['macro_f1'], macro_f1_ci=ci['macro_f1'],
+                          macro_auc=m['macro_auc'], macro_auc_ci=ci['macro_auc'], confusion_matrix=m['confusion_matrix'], classes=list(ev.classes),
+                          per_class={c: dict(sensitivity=pc['recall'], sensitivity_ci=ci['recall'][c], specificity=pc['specificity'],
+                                             specificity_ci=ci['specificity'][c], auc=pc['auc'], auc_ci=ci['auc'][c]) for c, pc in m['per_class'].items()})
+    return out
+
+def score(models, data, n_boot):
+    "Score saved models (one, or several as an `Ensemble` averaging their probabilities) on the fixed validation and test splits"
+    from recipes import fixed_split
+    from covid_fastai.inference import load_covid_model
+    from covid_fastai.ensemble import Ensemble
+    lay = fixed_split(Path(data))
+    preds = [load_covid_model(m) for m in models]
+    model = preds[0] if len(preds) == 1 else Ensemble(preds, names=[Path(m).name for m in models])
+    return dict(models=[Path(m).name for m in models], tta=[bool(p.card.tta) for p in preds], n_boot=n_boot, device=device_name(),
+                **split_scores(model, lay, n_boot))
 
 def _pct(v): return '-' if v is None else f"{100*v:.1f}"
 
@@ -254,13 +283,23 @@ def main():
     ap.add_argument('--n-boot', type=int, default=2000)
     ap.add_argument('--set', default=None, help='tuning: JSON dict of train_covid_learner arguments overriding the run\'s, e.g. \'{"size": 192}\'')
     ap.add_argument('--reuse-weights-check', action='store_true', help='read which backbones have weights from the last run instead of trying each')
+    ap.add_argument('--save', default=None, help='folder to save the trained model in (`save_covid_model`), e.g. to score ensembles later')
+    ap.add_argument('--score', default=None, help='score saved models instead of training: comma-separated model folders (several: their ensemble); '
+                    'written to bench/results/quality_scored/NAME.json, NAME given by --name')
+    ap.add_argument('--name', default=None, help='name of a --score result')
     ap.add_argument('--report', action='store_true', help='only assemble the report from the runs present')
     ap.add_argument('--one', default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
         run, arch = a.one.split('@')
-        return emit(one(run, arch, a.data, a.n_boot, a.cache, a.set and json.loads(a.set)))
+        return emit(one(run, arch, a.data, a.n_boot, a.cache, a.set and json.loads(a.set), a.save))
     if a.report: return report()
+    if a.score:
+        d = OUT.parent/'quality_scored'; d.mkdir(exist_ok=True)
+        res = score(a.score.split(','), a.data, a.n_boot)
+        (d/f"{a.name or '+'.join(res['models'])}.json").write_text(json.dumps(res, indent=2))
+        print({k: res['test'][k] for k in ('accuracy', 'accuracy_ci', 'macro_f1')})
+        return
     from covid_fastai.models import ARCHS
     wfile = OUT.parent/'quality_weights.json'
     reuse = (a.set or a.reuse_weights_check) and wfile.exists()
@@ -270,7 +309,7 @@ def main():
         run, arch = (spec.split('@') + [a.arch])[:2]
         if weights.get(arch) is not True: print(f"skip {spec}: no ImageNet weights for {arch}: {weights.get(arch)}"); continue
         cmd = [sys.executable, __file__, '--one', f'{run}@{arch}', '--data', a.data, '--n-boot', str(a.n_boot)] + (['--cache', a.cache] if a.cache else []) \
-              + (['--set', a.set] if a.set else [])
+              + (['--set', a.set] if a.set else []) + (['--save', a.save] if a.save else [])
         print('running', spec, flush=True)
         res = run_child(cmd, spec)
         tune = OUT.parent/'quality_tuning'

@@ -92,10 +92,10 @@ def _outside(out:Path, inputs:list, what:str='output'):
 
 # %% ../nbs/22_cli.ipynb #fed90112
 def _is_model(p:str) -> bool:
-    "Whether `p` looks like a saved model: a folder with model.json or model.onnx, or an .onnx / model.json / pickle file"
+    "Whether `p` looks like a saved model: a folder with model.json, model.onnx or ensemble.json, or an .onnx / model.json / pickle file"
     p = Path(p).expanduser()
-    if p.is_dir(): return (p/'model.json').exists() or (p/'model.onnx').exists()
-    return p.is_file() and (p.suffix.lower() in ('.onnx', '.pkl', '.pth') or p.name == 'model.json')
+    if p.is_dir(): return (p/'model.json').exists() or (p/'model.onnx').exists() or (p/'ensemble.json').exists()
+    return p.is_file() and (p.suffix.lower() in ('.onnx', '.pkl', '.pth') or p.name in ('model.json', 'ensemble.json'))
 
 def _load_models(paths:list, allow_pickle:bool=False, threads=None):
     "One saved model as a `Predictor`, or several as an `Ensemble` averaging their probabilities (same classes only)"
@@ -119,6 +119,7 @@ def covid_fastai_train(
     out:str='covid_model', # Output folder for the model, its history and report
     calibrate:bool=False, # Fit a temperature on the validation set (stored in the model card)
     report:bool_arg=True, # Write an evaluation report to OUT/report
+    quality:str='default', # Quality preset, one of `QUALITY_PRESETS`: 'default' trains one model; 'best' an ensemble of several on one split (about 4x the time), saved in OUT as one model
     debug:bool=False, # Show the full traceback on errors
     **kwargs
 ):
@@ -127,6 +128,7 @@ def covid_fastai_train(
         try:
             data = _data_arg(path)
             outp = _outside(out, [data], 'output folder')
+            if quality != 'default': return _train_ensemble(path, outp, quality, report, kwargs)
             from covid_fastai.train import train_covid_learner
             from covid_fastai.inference import save_covid_model, DISCLAIMER
             from covid_fastai.outputs import output_folder, write_csv
@@ -161,6 +163,32 @@ def covid_fastai_train(
     m = learn.card.metrics
     print(f"Saved to {outp}: validation {_round(m.get('valid'))}" + (f"; test {_round(m['test'])}" if m.get('test') else ''))
     if report: print(f"Report: {outp/'report'/'report.html'} ({'test' if on_test else 'validation'} images)")
+    print(DISCLAIMER)
+
+# %% ../nbs/22_cli.ipynb #1a1f849f
+def _train_ensemble(path, outp, quality, report, kwargs):
+    "`covid-fastai train --quality Q`: the preset's members trained on one split and saved in OUT as one ensemble folder, with a report"
+    from covid_fastai.ensemble import quality_members, train_covid_ensemble
+    from covid_fastai.inference import DISCLAIMER
+    from covid_fastai.outputs import output_folder
+    from covid_fastai.learner import EpochLines
+    from covid_fastai.distributed import is_distributed
+    quality_members(quality)   # an unknown preset fails here, naming the valid ones
+    if is_distributed(): raise ValueError("--quality trains an ensemble in one process: run it without accelerate/torchrun")
+    with output_folder(outp, 'ensemble.json') as tmp:
+        ens = train_covid_ensemble(Path(path).expanduser(), quality, out=tmp, cbs=[_stop_on_interrupt(), EpochLines(bars=_terminal())],
+                                   **{**kwargs, 'history': None})
+        _check_interrupt()
+        lay = ens.learners[0].dls.layout
+        on_test = bool(lay.test_items)
+        test = lay if on_test else lay.new(lay.subset('valid'))
+        if report:
+            from covid_fastai.report import evaluate
+            evaluate(ens, test, tmp/'report', title=f"{ens.card.arch} on the {'test' if on_test else 'validation'} images of {Path(path).name}")
+        res = ens.evaluate(test)
+    print(f"Saved the {quality!r} ensemble to {outp} ({len(ens.members)} models), accuracy on the {'test' if on_test else 'validation'} images: "
+          + ', '.join(f"{r.model} {r.accuracy:.3f}" for r in res.itertuples()))
+    if report: print(f"Report: {outp/'report'/'report.html'}")
     print(DISCLAIMER)
 
 # %% ../nbs/22_cli.ipynb #c7e4adb2

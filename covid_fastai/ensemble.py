@@ -12,7 +12,8 @@ import pandas as pd
 from .evaluation import Evaluation, as_predictor, test_layout
 
 # %% auto #0
-__all__ = ['Ensemble']
+__all__ = ['QUALITY_PRESETS', 'Ensemble', 'quality_members', 'member_names', 'train_covid_ensemble', 'save_ensemble',
+           'load_covid_ensemble']
 
 # %% ../nbs/17_ensemble.ipynb #c6999c0c
 class Ensemble:
@@ -98,3 +99,83 @@ class Ensemble:
             m = Evaluation(p, labels, self.vocab, fns, card).metrics(n_boot=n_boot)
             out.append(dict(model=name, accuracy=m['accuracy'], accuracy_ci=m.get('ci', {}).get('accuracy'), f1_score=m['macro_f1']))
         return pd.DataFrame(out)
+
+# %% ../nbs/17_ensemble.ipynb #3c684c1a
+from .registry import lookup
+
+QUALITY_PRESETS = {
+    'default': [{}],   # one model, `train_covid_learner`'s defaults
+    'best': [dict(arch='efficientnet_lite0', seed=42), dict(arch='efficientnet_lite0', seed=1),
+             dict(arch='efficientnet_lite0', seed=2), dict(arch='efficientnet_lite1', seed=42)],
+}
+
+def quality_members(quality:str='best', # A name in `QUALITY_PRESETS`
+                   ) -> list:
+    "The settings of each member of the quality preset `quality` (dicts of `train_covid_learner` arguments)"
+    return [dict(m) for m in lookup(quality, QUALITY_PRESETS, 'quality preset')]
+
+def member_names(members:list, # Settings of each member
+                ) -> list:
+    "A short unique name per member: its backbone, and the settings that tell it apart from the others"
+    keys = [k for k in dict.fromkeys(k for m in members for k in m) if k != 'arch' and len({str(m.get(k)) for m in members}) > 1]
+    names = [('-'.join([str(m.get('arch', 'default'))] + [f"{k}{m[k]}" for k in keys if k in m])) for m in members]
+    return [n if names.count(n) == 1 else f"{n}-{i}" for i, n in enumerate(names)]
+
+# %% ../nbs/17_ensemble.ipynb #ea4c4190
+import json
+from pathlib import Path
+from fastcore.meta import delegates
+from .config import train_config
+from .train import prepare_layout, train_covid_learner
+
+@delegates(train_covid_learner, but=['cfg', 'cbs'])
+def train_covid_ensemble(path, # Data folder (one sub-folder per class, or train/, valid/ and optional test/), a CSV file, or a `Layout`
+                         quality:str='best', # Quality preset, a name in `QUALITY_PRESETS`
+                         members:list|None=None, # Settings of each member (dicts of `train_covid_learner` arguments) instead of a preset's
+                         out:str|Path|None=None, # Folder to save the ensemble in (a model folder per member and `ensemble.json`)
+                         cbs:list|None=None, # Extra callbacks for training each member
+                         **kwargs
+                        ) -> Ensemble:
+    "Train the members of a quality preset on one split of `path` and return their `Ensemble` (saved to `out` when given)"
+    specs = [dict(m) for m in members] if members is not None else quality_members(quality)
+    if not specs: raise ValueError("An ensemble needs at least one member")
+    lay = prepare_layout(path, train_config(None, **kwargs))   # read, relabel, cache, check and split once, for every member
+    learners = []
+    for i, m in enumerate(specs):
+        if not kwargs.get('quiet'): print(f"Member {i + 1} of {len(specs)}: {', '.join(f'{k}={v}' for k, v in m.items()) or 'the defaults'}")
+        # the layout is relabelled, cached, checked and split already: each member trains on it as it is (its own settings win)
+        learners.append(train_covid_learner(lay, cbs=cbs, **{**kwargs, **m, 'label_map': None, 'cache': None, 'check': False}))
+    ens = Ensemble(learners, names=member_names(specs))
+    ens.card.recipe['quality'] = quality if members is None else None
+    if out is not None: save_ensemble(ens, out)
+    return ens
+
+def save_ensemble(ens:Ensemble, # An ensemble of `Learner`s (as `train_covid_ensemble` returns)
+                  out:str|Path, # Output folder: a model folder per member (`save_covid_model`) and `ensemble.json`
+                 ) -> Path:
+    "Save each member of `ens` with `save_covid_model` and the members' names and weights in `ensemble.json` (written last)"
+    from covid_fastai.inference import save_covid_model
+    from covid_fastai.outputs import write_text
+    if len(ens.learners) != len(ens.members): raise ValueError("save_ensemble saves Learners: every member must be a trained `Learner`")
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    for name, learn in zip(ens.names, ens.learners): save_covid_model(learn, out/name)
+    spec = dict(format='covid-fastai ensemble', members=ens.names, weights=ens.weights.tolist(), classes=ens.vocab,
+                quality=ens.card.recipe.get('quality'))
+    write_text(out/'ensemble.json', json.dumps(spec, indent=2))
+    return out
+
+def load_covid_ensemble(path:str|Path, # Folder written by `save_ensemble` (or its `ensemble.json`)
+                        threads:int|None=None, # onnxruntime: number of threads
+                       ) -> Ensemble:
+    "Load an ensemble saved by `save_ensemble`: each member as a `Predictor` (no pickle), with its weight"
+    from covid_fastai.inference import load_covid_model, ModelFileError
+    p = Path(path).expanduser()
+    if p.name == 'ensemble.json': p = p.parent
+    if not (p/'ensemble.json').is_file(): raise ModelFileError(f"{p} holds no ensemble.json")
+    try: spec = json.loads((p/'ensemble.json').read_text())
+    except ValueError as e: raise ModelFileError(f"{p/'ensemble.json'} is not valid JSON: {e}") from None
+    if spec.get('format') != 'covid-fastai ensemble' or not spec.get('members'):
+        raise ModelFileError(f"{p/'ensemble.json'} is not a covid-fastai ensemble (no 'format' or no 'members')")
+    ens = Ensemble([load_covid_model(p/n, threads=threads) for n in spec['members']], weights=spec.get('weights'), names=spec['members'])
+    ens.card.recipe['quality'] = spec.get('quality')
+    return ens

@@ -280,14 +280,17 @@ def _load_onnx(p:Path, threads=None) -> Predictor:
     pred.path = p
     return pred
 
-def load_covid_model(path:str|Path, # Safe model folder, its `model.json`/`model.safetensors`, an `.onnx` file, or a pickle
+def load_covid_model(path:str|Path, # Safe model folder, its `model.json`/`model.safetensors`, an `.onnx` file, a pickle, or an ensemble folder (`ensemble.json`)
                allow_pickle:bool=False, # Allow loading a fastai pickle (`learn.export()`), which can run code: only for files you trust
                threads:int|None=None, # onnxruntime: number of threads
               ) -> Predictor:
-    "Load a saved model as a `Predictor`, without unpickling anything unless `allow_pickle`"
+    "Load a saved model as a `Predictor` (an ensemble folder as an `Ensemble`), without unpickling anything unless `allow_pickle`"
     p = Path(path).expanduser()
     if not p.exists(): raise ModelFileError(f"No model at {p}")
     if not (p.is_dir() or p.is_file()): raise ModelFileError(f"{p} is not a regular file or folder")
+    if (p/'ensemble.json').is_file() or p.name == 'ensemble.json':   # a folder of `save_ensemble`: its members, averaged
+        from covid_fastai.ensemble import load_covid_ensemble
+        return load_covid_ensemble(p, threads)
     if p.is_dir():
         if (p/'model.json').exists(): p = p/'model.json'
         elif (p/'model.onnx').exists(): p = p/'model.onnx'

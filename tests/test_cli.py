@@ -231,3 +231,23 @@ def test_ensembles_and_tta_from_the_command_line(trained, split_folder, tmp_path
     other_classes = tmp_path/'other'; save_covid_model(three_class[0], other_classes)
     one_line_error(cli('predict', out, other_classes, *imgs, '--out', tmp_path/'x.csv', ok=False), "classes differ")
     one_line_error(cli('predict', out, twin, *imgs, '--heatmaps', tmp_path/'h', ok=False), 'explains one model')
+
+def test_quality_preset_trains_a_saved_ensemble(split_folder, tmp_path):
+    "`train --quality best` trains the preset's members on one split into one folder, which predict/evaluate read as one model"
+    from covid_fastai.ensemble import QUALITY_PRESETS
+    out, classes = tmp_path/'best', ['COVID-19', 'No_findings', 'Pneumonia']
+    before = tree_digest(split_folder)
+    r = cli('train', split_folder, '--quality', 'best', '--epochs', 1, '--size', 32, '--bs', 8, '--out', out)
+    assert tree_digest(split_folder) == before
+    spec = json.loads((out/'ensemble.json').read_text())
+    assert len(spec['members']) == len(QUALITY_PRESETS['best']) == len(set(spec['members'])) and spec['quality'] == 'best'
+    for n in spec['members']: assert json.loads((out/n/'model.json').read_text())['size'] == 32
+    assert (out/'report'/'report.html').exists() and 'not a medical device' in r.stdout and "'best' ensemble" in r.stdout
+    imgs = sorted((split_folder/'test').rglob('*.png'))[:3]
+    cli('predict', out, *imgs, '--out', tmp_path/'p.csv')
+    p = pd.read_csv(tmp_path/'p.csv')
+    ens = load_covid_model(out)
+    assert type(ens).__name__ == 'Ensemble' and ens.names == spec['members']
+    assert np.allclose(p[classes], ens.predict_proba([str(i) for i in imgs]), atol=1e-4)
+    one_line_error(cli('train', split_folder, '--quality', 'bset', '--out', tmp_path/'x', ok=False), "did you mean 'best'")
+    assert not (tmp_path/'x').exists()
