@@ -36,7 +36,17 @@ def default_kwargs():
     "The defaults of `train_covid_learner` that define the recipe"
     from covid_fastai.config import TrainConfig
     d = TrainConfig()
-    return {k: getattr(d, k) for k in ('arch', 'recipe', 'epochs', 'freeze_epochs', 'lr', 'size', 'bs', 'loss', 'opt', 'schedule', 'sampling', 'preprocess', 'tta')}
+    return {k: getattr(d, k) for k in ('arch', 'recipe', 'epochs', 'freeze_epochs', 'lr', 'size', 'bs', 'loss', 'opt', 'schedule', 'sampling', 'preprocess', 'tta', 'train_bn')}
+
+OLD = dict(train_bn=True, seed=42)   # values of settings that older result files do not record
+
+def describe(st):
+    "The settings of a run that differ from today's defaults, e.g. 'epochs 10, preprocess None' ('the defaults' when none do)"
+    from covid_fastai.config import TrainConfig
+    d = TrainConfig()
+    keys = ('recipe', 'freeze_epochs', 'epochs', 'size', 'lr', 'loss', 'sampling', 'preprocess', 'train_bn', 'tta', 'seed')
+    diff = [f"{k} {st.get(k, OLD.get(k))}" for k in keys if st.get(k, OLD.get(k)) != getattr(d, k) and not (k == 'loss' and st.get(k) in (None, 'ce'))]
+    return ', '.join(diff) or 'the defaults'
 
 def run_kwargs(run):
     "Arguments of `train_covid_learner` for `run` (beyond the data and the architecture)"
@@ -198,7 +208,8 @@ def report(weights=None):
                "not square, while every NIH image is 512 x 512): a COVID-19 sensitivity near 100% on this data says more about the "
                "source than about the disease. The shortcut-learning tutorial measures it."]
         rec = {r['run']: r for r in rows if r['arch'] == 'efficientnet_lite0' and r['run'] in ('head', 'default', 'progressive')}
-        if len(rec) == 3:
+        n_ep = lambda r: sum(r['settings']['epochs']) if isinstance(r['settings']['epochs'], list) else r['settings']['epochs'] + (r['settings']['freeze_epochs'] if r['settings']['recipe'] == 'fine_tune' else 0)
+        if len(rec) == 3 and len({n_ep(r) for r in rec.values()}) == 1:
             md += [f"- The three recipes with the same {sum(int(x) for x in [dflt['settings']['freeze_epochs'], dflt['settings']['epochs']])} epochs: "
                    + ', '.join(f"`{k}` {100*rec[k]['accuracy']:.1f}% (validation {100*rec[k]['valid']['accuracy']:.1f}%)" for k in ('head', 'default', 'progressive'))
                    + " test accuracy; their intervals overlap, so on 647 training images no recipe is measurably better than another. "
@@ -232,10 +243,8 @@ def report(weights=None):
                '|---|---|---|---|---|---|---|---|---|']
         for r in [dflt] + tuning:
             st, t = r['settings'], r.get('tta')
-            desc = (f"fine_tune {st['freeze_epochs']}+{st['epochs']} epochs, {st['size']} px, lr {st['lr']}, loss {st['loss'] or 'ce'}, "
-                    f"sampling {st.get('sampling') or 'uniform'}" + (f", preprocess {st['preprocess']}" if st.get('preprocess') not in (None, 'none') else '')
-                    + (f", seed {st['seed']}" if 'seed' in st else '') + (", train_bn False" if st.get('train_bn') is False else ''))
-            md.append(f"| {desc}{' (default)' if r is dflt else ''} | {'after the fix' if t else 'before the fix'} | {r['valid']['accuracy']:.3f} | "
+            desc = describe(st) + (f" ({r['arch']})" if r['arch'] != 'efficientnet_lite0' else '')
+            md.append(f"| {desc}{' (the `default` run above)' if r is dflt else ''} | {'after the fix' if t else 'before the fix'} | {r['valid']['accuracy']:.3f} | "
                       f"{t['valid_tta']['accuracy']:.3f} | " if t else f"| {desc} | before the fix | {r['valid']['accuracy']:.3f} | - | ")
             md[-1] += (f"{_ci(r['accuracy'], r['accuracy_ci'])} | {100*t['test_tta']['accuracy']:.1f} | " if t else f"{_ci(r['accuracy'], r['accuracy_ci'])} | - | ") + \
                       f"{r['macro_f1']:.3f} | {100*r['covid_sensitivity']:.1f} | {r['train_seconds']:.0f} |"
@@ -245,6 +254,7 @@ def report(weights=None):
                'validation gain is larger than the run-to-run variation (about 4 points on 129 images) or holds over 3 seeds: test-time '
                'augmentation (+4.7 points, COVID-19 sensitivity 69% -> 100% on validation) did and is on by default; a preprocessing '
                'row with a smaller gain stays an option (`preprocess=`) until more seeds confirm it.', '']
+    md += scored_section()
     if weights:
         md += ['## Backbones and their ImageNet weights on this machine', '', '| arch | weights |', '|---|---|']
         def why(w):
@@ -257,6 +267,41 @@ def report(weights=None):
     (OUT.parent/'quality.json').write_text(json.dumps(dict(reference=REFERENCE, defaults=d, runs=rows, weights=weights), indent=2))
     plot(rows)
     print('\n'.join(md))
+
+def scored_section():
+    "Markdown of the saved models scored with `--score`: per seed, their mean and range, and ensembles, with per-class intervals"
+    import re
+    res = {p.stem: json.loads(p.read_text()) for p in sorted((OUT.parent/'quality_scored').glob('*.json'))}
+    if not res: return []
+    md = ['## Chosen settings: seeds, per-class numbers and the ensemble preset', '',
+          'Saved models (`save_covid_model`, test-time augmentation as their cards say: on by default) scored with '
+          '`python bench/quality.py --score MODEL[,MODEL...] --name NAME`; several models are scored as their `Ensemble` '
+          '(probabilities averaged). Training seconds are those of the runs that trained them (summed for an ensemble).', '',
+          '| name | models | validation accuracy | test accuracy % | macro F1 | macro AUC | training s |', '|---|---|---|---|---|---|---|']
+    for n, r in res.items():
+        t = r['test']
+        md.append(f"| {n} | {', '.join(r['models'])} | {r['valid']['accuracy']:.3f} | {_ci(t['accuracy'], t['accuracy_ci'])} | "
+                  f"{_ci(t['macro_f1'], t['macro_f1_ci'], False)} | {_ci(t['macro_auc'], t['macro_auc_ci'], False)} | "
+                  f"{r.get('train_seconds') or '-'} |")
+    groups = {}
+    for n, r in res.items():
+        m = re.match(r'(.+)_s\d+$', n)
+        if m: groups.setdefault(m.group(1), []).append(r)
+    for g, rs in groups.items():
+        if len(rs) < 2: continue
+        acc = [100 * r['test']['accuracy'] for r in rs]
+        f1 = [r['test']['macro_f1'] for r in rs]
+        md += ['', f"**{g}** over {len(rs)} seeds: test accuracy mean {np.mean(acc):.1f}% (range {min(acc):.1f}-{max(acc):.1f}), "
+               f"macro F1 mean {np.mean(f1):.3f} (range {min(f1):.3f}-{max(f1):.3f})."]
+    md += ['', 'Per class on the test split (one-vs-rest; 95% bootstrap intervals):', '',
+           '| name | class | sensitivity % | specificity % | AUC |', '|---|---|---|---|---|']
+    for n, r in res.items():
+        for c, pc in r['test']['per_class'].items():
+            md.append(f"| {n} | {c} | {_ci(pc['sensitivity'], pc['sensitivity_ci'])} | {_ci(pc['specificity'], pc['specificity_ci'])} | "
+                      f"{_ci(pc['auc'], pc['auc_ci'], False)} |")
+    md += ['', 'Confusion matrices on the test split (rows: true, columns: predicted):', '']
+    md += [f"- {n} ({', '.join(r['test']['classes'])}): `{r['test']['confusion_matrix']}`" for n, r in res.items()]
+    return md + ['']
 
 def plot(rows):
     import matplotlib; matplotlib.use('Agg')
@@ -286,7 +331,8 @@ def main():
     ap.add_argument('--save', default=None, help='folder to save the trained model in (`save_covid_model`), e.g. to score ensembles later')
     ap.add_argument('--score', default=None, help='score saved models instead of training: comma-separated model folders (several: their ensemble); '
                     'written to bench/results/quality_scored/NAME.json, NAME given by --name')
-    ap.add_argument('--name', default=None, help='name of a --score result')
+    ap.add_argument('--name', default=None, help='name of a --score result (NAME_s<seed> results are summarised over seeds)')
+    ap.add_argument('--seconds', type=float, default=None, help='training seconds of the scored models, for the report')
     ap.add_argument('--report', action='store_true', help='only assemble the report from the runs present')
     ap.add_argument('--one', default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -297,6 +343,7 @@ def main():
     if a.score:
         d = OUT.parent/'quality_scored'; d.mkdir(exist_ok=True)
         res = score(a.score.split(','), a.data, a.n_boot)
+        if a.seconds is not None: res['train_seconds'] = a.seconds
         (d/f"{a.name or '+'.join(res['models'])}.json").write_text(json.dumps(res, indent=2))
         print({k: res['test'][k] for k in ('accuracy', 'accuracy_ci', 'macro_f1')})
         return

@@ -15,6 +15,9 @@ OUT = NBS/'23_benchmarks.ipynb'
 SECTIONS = [  # (results stem, heading, plot or None, what it is)
     ('quality', 'Accuracy on real chest X-rays', 'quality.png',
      '`bench/quality.py`: `train_covid_learner`\'s defaults on the patient-grouped split of xray3, against the published DarkCovidNet numbers.'),
+    ('source_holdout', 'A source held out of training', None,
+     '`bench/source_holdout.py`: COVID-19 sensitivity on X-rays of a source the model never saw (the shortcut tutorial\'s method), '
+     'per preprocessing setting.'),
     ('speed', 'Training speed on the CPU', 'speed.png',
      '`bench/speed.py`: images per second of the library\'s `Learner` against a hand-written PyTorch loop with the same model, '
      'images, augmentation, batch size, optimizer and workers, and where the time goes.'),
