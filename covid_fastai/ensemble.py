@@ -7,6 +7,7 @@ Docs: https://covid-fastai.github.io/covid-fastai/ensemble.html.md"""
 # %% ../nbs/17_ensemble.ipynb #123485d3
 from __future__ import annotations
 from dataclasses import replace
+import os
 import numpy as np
 import pandas as pd
 from .evaluation import Evaluation, as_predictor, test_layout
@@ -41,11 +42,13 @@ class Ensemble:
                             pretrained_on=pre, preprocess=cards[0].preprocess if len({c.preprocess for c in cards}) == 1 else None)  # (each member preprocesses as its own card says)
     vocab = property(lambda self: list(self.card.classes))
     multi_label = property(lambda self: self.card.multi_label)
+    size = property(lambda self: int(self.card.size))                                     # (the first member's; each resizes as its card says)
+    meta = property(lambda self: self.card.to_dict(), doc="The ensemble's card as a dict")
     def __repr__(self): return f"Ensemble({', '.join(self.names)}; classes={self.vocab})"
 
     def _items(self, items):
-        "Image files of `items`, or the first `Learner` member's validation images"
-        if items is not None: return [str(f) for f in (items.fname if isinstance(items, pd.DataFrame) else items)]
+        "Image files (or PIL images, bytes) of `items`, or the first `Learner` member's validation images"
+        if items is not None: return [str(f) if isinstance(f, (str, os.PathLike)) else f for f in (items.fname if isinstance(items, pd.DataFrame) else items)]
         if not self.learners: raise ValueError("Give the images: no member is a Learner with a validation set")
         return [str(f) for f in self.learners[0].dls.valid_ds.items.fname]
 
@@ -177,5 +180,5 @@ def load_covid_ensemble(path:str|Path, # Folder written by `save_ensemble` (or i
     if spec.get('format') != 'covid-fastai ensemble' or not spec.get('members'):
         raise ModelFileError(f"{p/'ensemble.json'} is not a covid-fastai ensemble (no 'format' or no 'members')")
     ens = Ensemble([load_covid_model(p/n, threads=threads) for n in spec['members']], weights=spec.get('weights'), names=spec['members'])
-    ens.card.recipe['quality'] = spec.get('quality')
+    ens.card.recipe['quality'], ens.path = spec.get('quality'), p
     return ens

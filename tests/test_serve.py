@@ -130,3 +130,20 @@ def test_dicom_bomb_is_refused_from_its_header(server, tmp_path):
     r = _post(url, (tmp_path/'bomb.dcm').read_bytes(), name='bomb.dcm', ctype='application/dicom')
     assert r.status_code == 413 and '16384 x 16384 pixels' in r.json()['error']
     assert requests.get(url + '/health', timeout=5).ok
+
+def test_serves_an_ensemble_folder(three_class, tmp_path):
+    "An ensemble folder (`covid-fastai train --quality best`) serves like one model: averaged probabilities, no heatmap, the disclaimer"
+    from starlette.testclient import TestClient
+    from covid_fastai.ensemble import Ensemble, save_ensemble
+    from covid_fastai.serve import create_app
+    learn, test = three_class
+    save_ensemble(Ensemble([learn, learn], names=['a', 'b']), tmp_path/'ens')
+    app = create_app(tmp_path/'ens')
+    img = sorted(Path(test).rglob('*.png'))[0]
+    with TestClient(app) as c:
+        assert c.get('/health').json()['model'].startswith('ensemble(a, b')
+        r = c.post('/api/predict?heatmap=1', files={'image': ('x.png', img.read_bytes(), 'image/png')})
+    j = r.json()
+    assert r.status_code == 200 and j['heatmap'] is None and 'not a medical device' in j['disclaimer'].lower()
+    p = app.predictor.members[0].predict_proba([str(img)])[0]      # both members are the same model: the average is the model
+    assert np.allclose([j['probabilities'][c] for c in app.predictor.vocab], p, atol=1e-5)
