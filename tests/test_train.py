@@ -7,7 +7,9 @@ from conftest import tree_digest
 
 def test_pretrained_lite0_beats_chance(xray_folder):
     before = tree_digest(xray_folder)
-    learn = train_covid_learner(xray_folder, arch='efficientnet_lite0', epochs=3, freeze_epochs=1, size=64, bs=8, num_workers=0)
+    # the synthetic classes differ by bright discs, a brightness cue that CLAHE (the default preprocessing) is meant to even out
+    # on real X-rays (it scores 0.8 here): this test is about the pretrained backbone and the recipe, so it trains without it
+    learn = train_covid_learner(xray_folder, arch='efficientnet_lite0', epochs=3, freeze_epochs=1, size=64, bs=8, num_workers=0, preprocess='none')
     loss, acc, f1 = learn.validate()
     assert acc >= 0.8 and f1 >= 0.8, (acc, f1)   # 10 validation images, 2 classes: chance is 0.5
     assert learn.recorder.metric_names[1:5] == ['train_loss', 'valid_loss', 'accuracy', 'f1_score']
