@@ -104,6 +104,7 @@ class Ensemble:
         return pd.DataFrame(out)
 
 # %% ../nbs/17_ensemble.ipynb #3c684c1a
+import re
 from .registry import lookup
 
 QUALITY_PRESETS = {
@@ -121,7 +122,7 @@ def member_names(members:list, # Settings of each member
                 ) -> list:
     "A short unique name per member: its backbone, and the settings that tell it apart from the others"
     keys = [k for k in dict.fromkeys(k for m in members for k in m) if k != 'arch' and len({str(m.get(k)) for m in members}) > 1]
-    names = [('-'.join([str(m.get('arch', 'default'))] + [f"{k}{m[k]}" for k in keys if k in m])) for m in members]
+    names = [re.sub(r'[^\w.=+-]', '_', '-'.join([str(m.get('arch', 'default'))] + [f"{k}{m[k]}" for k in keys if k in m])) for m in members]
     return [n if names.count(n) == 1 else f"{n}-{i}" for i, n in enumerate(names)]
 
 # %% ../nbs/17_ensemble.ipynb #ea4c4190
@@ -143,12 +144,13 @@ def train_covid_ensemble(path, # Data folder (one sub-folder per class, or train
     specs = [dict(m) for m in members] if members is not None else quality_members(quality)
     if not specs: raise ValueError("An ensemble needs at least one member")
     lay = prepare_layout(path, train_config(None, **kwargs))   # read, relabel, cache, check and split once, for every member
-    learners = []
-    for i, m in enumerate(specs):
+    learners, names, hist = [], member_names(specs), kwargs.get('history')
+    for i, (m, name) in enumerate(zip(specs, names)):
         if not kwargs.get('quiet'): print(f"Member {i + 1} of {len(specs)}: {', '.join(f'{k}={v}' for k, v in m.items()) or 'the defaults'}")
+        h = {} if not hist else dict(history=str(Path(hist).with_name(f"{Path(hist).stem}_{name}{Path(hist).suffix}")))   # one history file each
         # the layout is relabelled, cached, checked and split already: each member trains on it as it is (its own settings win)
-        learners.append(train_covid_learner(lay, cbs=cbs, **{**kwargs, **m, 'label_map': None, 'cache': None, 'check': False}))
-    ens = Ensemble(learners, names=member_names(specs))
+        learners.append(train_covid_learner(lay, cbs=cbs, **{**kwargs, **m, **h, 'label_map': None, 'cache': None, 'check': False}))
+    ens = Ensemble(learners, names=names)
     ens.card.recipe['quality'] = quality if members is None else None
     if out is not None: save_ensemble(ens, out)
     return ens
@@ -179,6 +181,8 @@ def load_covid_ensemble(path:str|Path, # Folder written by `save_ensemble` (or i
     except ValueError as e: raise ModelFileError(f"{p/'ensemble.json'} is not valid JSON: {e}") from None
     if spec.get('format') != 'covid-fastai ensemble' or not spec.get('members'):
         raise ModelFileError(f"{p/'ensemble.json'} is not a covid-fastai ensemble (no 'format' or no 'members')")
+    bad = [n for n in spec['members'] if not isinstance(n, str) or Path(n).name != n or n in ('.', '..')]
+    if bad: raise ModelFileError(f"{p/'ensemble.json'} names members outside its folder: {bad}")
     ens = Ensemble([load_covid_model(p/n, threads=threads) for n in spec['members']], weights=spec.get('weights'), names=spec['members'])
     ens.card.recipe['quality'], ens.path = spec.get('quality'), p
     return ens
