@@ -157,9 +157,8 @@ def split_scores(models, lay, n_boot):
 def score(models, data, n_boot):
     "Score saved models (one, or several as their ensemble averaging probabilities) on the fixed validation and test splits"
     from recipes import fixed_split
-    from covid_fastai.inference import load_covid_model
     lay = fixed_split(Path(data))
-    return dict(models=[Path(m).name for m in models], tta=[bool(load_covid_model(m).card.tta) for m in models], n_boot=n_boot,
+    return dict(models=[Path(m).name for m in models], tta=[bool(json.loads((Path(m)/'model.json').read_text()).get('tta')) for m in models], n_boot=n_boot,
                 device=device_name(), **split_scores(models, lay, n_boot))
 
 def _pct(v): return '-' if v is None else f"{100*v:.1f}"

@@ -17,7 +17,7 @@ bench/results/source_holdout/<name>.json and `--report` writes bench/results/sou
 """
 import argparse, hashlib, json, sys, tempfile, time
 from pathlib import Path
-import pandas as pd
+import numpy as np, pandas as pd
 
 here = Path(__file__).parent
 sys.path.insert(0, str(here))
@@ -28,9 +28,8 @@ COVID_VS_OTHER = {'No_findings': 'Other', 'Pneumonia': 'Other'}
 
 def sources(df):
     "The source of each row of the split table: 'case site', 'journals' (the other COVID-19 images) or 'NIH'"
-    covid = df.label == 'COVID-19'
-    return pd.Series(['case site' if c and pd.Series([p]).str.contains(CASE_SITE).item() else 'journals' if c else 'NIH'
-                      for c, p in zip(covid, df.path)], index=df.index)
+    covid, site = df.label == 'COVID-19', df.path.str.contains(CASE_SITE, regex=True)
+    return pd.Series(np.where(covid & site, 'case site', np.where(covid, 'journals', 'NIH')), index=df.index)
 
 def one(data, settings, arch, n_boot):
     "Train without the case-site images and score the same-source and new-source test sets"

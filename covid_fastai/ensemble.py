@@ -129,7 +129,6 @@ def member_names(members:list, # Settings of each member
 import json
 from pathlib import Path
 from fastcore.meta import delegates
-from .config import train_config
 from .train import prepare_layout, train_covid_learner
 
 @delegates(train_covid_learner, but=['cfg', 'cbs'])
@@ -143,7 +142,7 @@ def train_covid_ensemble(path, # Data folder (one sub-folder per class, or train
     "Train the members of a quality preset on one split of `path` and return their `Ensemble` (saved to `out` when given)"
     specs = [dict(m) for m in members] if members is not None else quality_members(quality)
     if not specs: raise ValueError("An ensemble needs at least one member")
-    lay = prepare_layout(path, train_config(None, **kwargs))   # read, relabel, cache, check and split once, for every member
+    lay = prepare_layout(path, **kwargs)   # read, relabel, cache, check and split once, for every member
     learners, names, hist = [], member_names(specs), kwargs.get('history')
     for i, (m, name) in enumerate(zip(specs, names)):
         if not kwargs.get('quiet'): print(f"Member {i + 1} of {len(specs)}: {', '.join(f'{k}={v}' for k, v in m.items()) or 'the defaults'}")

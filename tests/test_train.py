@@ -104,7 +104,7 @@ def test_cli_defaults_are_the_library_defaults():
 
 @pytest.mark.parametrize('train_bn', [True, False])
 def test_train_bn(xray_folder, train_bn):
-    "train_bn=False keeps the frozen body's batch norm as pretrained (weights and running statistics); the default trains it"
+    "train_bn=False (the default) keeps the frozen body's batch norm as pretrained (weights and running statistics); True trains it"
     from covid_fastai.models import create_covid_model
     learn = train_covid_learner(xray_folder, arch='efficientnet_lite0', recipe='head', epochs=1, size=32, bs=8, num_workers=0, train_bn=train_bn)
     ref = create_covid_model('efficientnet_lite0', 2)   # the same pretrained body
