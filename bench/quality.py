@@ -36,15 +36,15 @@ def default_kwargs():
     "The defaults of `train_covid_learner` that define the recipe"
     from covid_fastai.config import TrainConfig
     d = TrainConfig()
-    return {k: getattr(d, k) for k in ('arch', 'recipe', 'epochs', 'freeze_epochs', 'lr', 'size', 'bs', 'loss', 'opt', 'schedule', 'sampling', 'preprocess', 'tta', 'train_bn')}
+    return {k: getattr(d, k) for k in ('arch', 'recipe', 'epochs', 'freeze_epochs', 'lr', 'size', 'bs', 'loss', 'opt', 'schedule', 'sampling', 'preprocess', 'tta', 'train_bn', 'mixup')}
 
-OLD = dict(train_bn=True, seed=42, preprocess=None, sampling=None)   # values of settings that older result files do not record
+OLD = dict(train_bn=True, seed=42, preprocess=None, sampling=None, mixup=0.)   # values of settings that older result files do not record
 
 def describe(st):
     "The settings of a run that differ from today's defaults, e.g. 'epochs 10, preprocess None' ('the defaults' when none do)"
     from covid_fastai.config import TrainConfig
     d = TrainConfig()
-    keys = ('recipe', 'freeze_epochs', 'epochs', 'size', 'lr', 'loss', 'sampling', 'preprocess', 'train_bn', 'tta', 'seed')
+    keys = ('recipe', 'freeze_epochs', 'epochs', 'size', 'lr', 'loss', 'sampling', 'preprocess', 'train_bn', 'mixup', 'tta', 'seed')
     val = lambda k: st.get(k, OLD.get(k))
     diff = [f"{k} {'none' if val(k) is None else val(k)}" for k in keys if (k in st or k in OLD) and val(k) != getattr(d, k)
             and not (k == 'loss' and val(k) in (None, 'ce'))]

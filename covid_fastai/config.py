@@ -119,6 +119,7 @@ class TrainConfig:
     loss:str|None=None # Loss name in `LOSSES`; `None`: 'ce' ('bce' for multi-label data)
     loss_kwargs:_Numbers=None # Arguments of `covid_loss`, e.g. 'gamma=2,alpha=0.75'
     class_weighted:_Flag=False # Shortcut for `loss='weighted_ce'`
+    mixup:float=0. # Alpha of fastai's `MixUp` (pairs of training images and their labels blended); 0: off
     thresh:float=0.5 # Decision threshold of multi-label predictions (kept in the model card)
     tta:_Flag=True # Test-time augmentation in the model card: saved models average the image, its flip and a 10% zoom of both (on by default: +4.7 points of validation accuracy on xray3)
     # the training
@@ -156,6 +157,7 @@ class TrainConfig:
         lookup(self.arch, ARCHS, 'backbone'); lookup(self.recipe, RECIPES, 'recipe'); lookup(self.opt, OPTIMIZERS, 'optimizer')
         lookup(self.schedule, SCHEDULES, 'schedule'); lookup(self.split, SPLIT_METHODS, 'split method'); lookup(self.aug, AUG_PRESETS, 'augmentation preset')
         if self.loss is not None: lookup(self.loss, LOSSES, 'loss')
+        if not self.mixup >= 0: raise ValueError(f"mixup is the alpha of a Beta distribution: 0 (off) or a positive number such as 0.4, not {self.mixup!r}")
 
     def to_dict(self) -> dict:
         "The configuration as JSON-ready values (for the model card)"

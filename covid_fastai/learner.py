@@ -358,9 +358,12 @@ def covid_callbacks(save_best:str|None=None, # Metric to keep the best epoch by 
                     monitor:str='valid_loss', # Metric watched by early stopping
                     history:str|Path|None=None, # CSV file to log every epoch to
                     fname:str='best', # Name of the saved best model (under the Learner's `model_dir`)
+                    mixup:float=0., # Alpha of fastai's `MixUp` (training images and labels mixed in pairs); 0: no mixup
                    ) -> list:
-    "Callbacks: best model by `save_best`, early stopping, `EpochLogger`"
+    "Callbacks: best model by `save_best`, early stopping, `EpochLogger`, `MixUp`"
+    if not mixup >= 0: raise ValueError(f"mixup is the alpha of a Beta distribution: 0 (off) or a positive number such as 0.4, not {mixup!r}")
     cbs = [EpochLogger(history)]
+    if mixup: cbs.append(MixUp(mixup))
     if save_best: cbs.append(SaveModelCallback(monitor=save_best, comp=_comp(save_best), fname=fname))
     if early_stop: cbs.append(EarlyStoppingCallback(monitor=monitor, comp=_comp(monitor), patience=early_stop))
     return cbs

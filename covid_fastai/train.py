@@ -103,7 +103,7 @@ def _train(path, cfg, spec, main, cbs):
         learn = covid_learner(dls, spec, pretrained=cfg.pretrained, weights=cfg.weights, loss='weighted_ce' if cfg.class_weighted else cfg.loss,
                               loss_kwargs=lkw, opt=cfg.opt, mom=cfg.mom, head_sizes=cfg.head_sizes, head_dropout=cfg.head_dropout, train_bn=cfg.train_bn,
                               fp16=cfg.fp16, bf16=cfg.bf16, channels_last=cfg.channels_last, model_dir=cfg.model_dir,
-                              cbs=covid_callbacks(save_best=cfg.save_best, early_stop=cfg.early_stop, history=cfg.history if main else None))
+                              cbs=covid_callbacks(save_best=cfg.save_best, early_stop=cfg.early_stop, history=cfg.history if main else None, mixup=cfg.mixup))
     recipe, epochs = cfg.recipe, cfg.epochs
     if not (cfg.pretrained or cfg.weights is not None):
         recipe, epochs = 'full', (cfg.freeze_epochs + epochs if isinstance(epochs, int) else epochs)

@@ -99,8 +99,22 @@ def test_cli_defaults_are_the_library_defaults():
     import inspect
     from covid_fastai.cli import covid_fastai_train
     lib, cli = (inspect.signature(f).parameters for f in (train_covid_learner, covid_fastai_train.__wrapped__))
-    for k in ('arch', 'recipe', 'epochs', 'freeze_epochs', 'lr', 'size', 'bs', 'seed', 'opt', 'schedule', 'loss', 'sampling'):
+    for k in ('arch', 'recipe', 'epochs', 'freeze_epochs', 'lr', 'size', 'bs', 'seed', 'opt', 'schedule', 'loss', 'sampling', 'mixup'):
         assert lib[k].default == cli[k].default, k
+
+def test_mixup_blends_training_batches_only(xray_folder):
+    "mixup=0.4 trains every batch through fastai's MixUp loss and validates with the plain loss; the card records it"
+    from fastai.callback.core import Callback
+    from fastai.callback.mixup import MixUp
+    class See(Callback):
+        def before_fit(self): self.seen = []
+        def after_loss(self): self.seen.append((self.training, getattr(self.learn.loss_func, '__func__', None)))
+    see = See()
+    learn = train_covid_learner(xray_folder, arch='efficientnet_lite0', epochs=1, size=32, bs=8, num_workers=0, mixup=0.4, cbs=[see])
+    assert {f for t, f in see.seen if t} == {MixUp.lf} and not any(f is MixUp.lf for t, f in see.seen if not t)
+    assert learn.card.recipe['config']['mixup'] == 0.4 and not getattr(learn.loss_func, '__func__', None)
+    r = subprocess.run(['covid-fastai-train', '--help'], capture_output=True, text=True)
+    assert '--mixup' in r.stdout and "MixUp" in r.stdout
 
 @pytest.mark.parametrize('train_bn', [True, False])
 def test_train_bn(xray_folder, train_bn):
