@@ -48,8 +48,9 @@ def one(data, settings, arch, n_boot):
     nih = df[(df.source == 'NIH') & (df.split == 'test')]
     tests = {'same source': pd.concat([df[(df.source == 'journals') & (df.split == 'test')], nih]),
              'new source': pd.concat([df[df.source == 'case site'], nih])}
-    res = dict(settings=settings, arch=arch, train_seconds=round(secs, 1), n_train=int((learn.dls.layout.df.split == 'train').sum()),
-               tta=bool(learn.card.tta), torch=torch.__version__)
+    cfg = learn.card.recipe['config']
+    res = dict(settings=settings, config={k: cfg[k] for k in KEYS}, arch=arch, train_seconds=round(secs, 1),
+               n_train=int((learn.dls.layout.df.split == 'train').sum()), tta=bool(learn.card.tta), torch=torch.__version__)
     with tempfile.TemporaryDirectory() as tmp:
         for name, t in tests.items():
             t = t.assign(label=t.label.replace(COVID_VS_OTHER))[['path', 'label', 'patient']]
@@ -61,18 +62,27 @@ def one(data, settings, arch, n_boot):
                              specificity_ci=ci['specificity']['COVID-19'], auc=pc['auc'], auc_ci=ci['auc']['COVID-19'])
     return res
 
+KEYS = ('recipe', 'freeze_epochs', 'epochs', 'size', 'lr', 'loss', 'sampling', 'preprocess', 'train_bn', 'mixup', 'tta', 'seed')
+
+def settings_text(r):
+    "What a result's training differs in from today's defaults: its full configuration, or (results from before it was recorded) its settings"
+    from quality import describe   # the same wording as the accuracy benchmark (settings older files lack read as their old defaults)
+    return describe(r.get('config') or {**THEN, **r['settings']})
+
+THEN = dict(sampling='auto', preprocess=None, train_bn=True)   # the defaults when the first results (without `config`) were made
+
 def _pct(v, ci=None): return f"{100*v:.1f}" + (f" [{100*ci[0]:.1f}, {100*ci[1]:.1f}]" if ci else '')
 
 def report():
     rows = [json.loads(p.read_text()) for p in sorted(OUT.glob('*.json'))]
     par = __doc__.split('\n\n')
     md = ['# Held-out source', '', par[1].replace('\n', ' '), '', par[2].replace('\n  ', ' '), '',
-          'COVID-19 vs Other; 95% bootstrap intervals in brackets. Sensitivity: COVID-19 images called COVID-19; specificity: NIH images not called COVID-19.', '',
+          'Settings: what differs from today\'s defaults of `train_covid_learner`. COVID-19 vs Other; 95% bootstrap intervals in brackets. Sensitivity: COVID-19 images called COVID-19; specificity: NIH images not called COVID-19.', '',
           '| settings | arch | training s | same source: sensitivity % | specificity % | AUC | new source: sensitivity % | specificity % | AUC |',
           '|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         s, n = r['same source'], r['new source']
-        md.append(f"| {json.dumps(r['settings'])} | {r['arch']} | {r['train_seconds']:.0f} | {_pct(s['sensitivity'], s['sensitivity_ci'])} | "
+        md.append(f"| {settings_text(r)} | {r['arch']} | {r['train_seconds']:.0f} | {_pct(s['sensitivity'], s['sensitivity_ci'])} | "
                   f"{_pct(s['specificity'])} | {s['auc']:.3f} | {_pct(n['sensitivity'], n['sensitivity_ci'])} | {_pct(n['specificity'])} | {n['auc']:.3f} |")
     if rows: md += ['', f"Same source: {rows[0]['same source']['covid_images']} COVID-19 and {rows[0]['same source']['other_images']} NIH test images; "
                         f"new source: {rows[0]['new source']['covid_images']} case-site COVID-19 images and the same NIH images. "

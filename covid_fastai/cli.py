@@ -152,20 +152,22 @@ def covid_fastai_train(
                 cfg = learn.card.recipe.get('config') or {}
                 if cfg.get('history') == str(tmp/'history.csv'): cfg['history'] = 'history.csv'   # in the model folder, not the temporary one
                 save_covid_model(learn, tmp)
+                test, which = _report_set(learn.dls.layout)
                 if report:
                     from covid_fastai.report import evaluate
-                    lay = learn.dls.layout
-                    on_test = bool(lay.test_items)
-                    test = lay if on_test else lay.new(lay.subset('valid'))
-                    evaluate(learn, test, tmp/'report', title=f"{learn.card.arch} on the {'test' if on_test else 'validation'} images of {Path(path).name}")
+                    evaluate(learn, test, tmp/'report', title=f"{learn.card.arch} on the {which} images of {Path(path).name}")
                 _check_interrupt()
         except Exception as e: _fail('train', e, debug)
     m = learn.card.metrics
     print(f"Saved to {outp}: validation {_round(m.get('valid'))}" + (f"; test {_round(m['test'])}" if m.get('test') else ''))
-    if report: print(f"Report: {outp/'report'/'report.html'} ({'test' if on_test else 'validation'} images)")
+    if report: print(f"Report: {outp/'report'/'report.html'} ({which} images)")
     print(DISCLAIMER)
 
 # %% ../nbs/22_cli.ipynb #1a1f849f
+def _report_set(lay):
+    "The images a training run reports on: the test split when the data has one, else the validation split; and which it is"
+    return (lay, 'test') if lay.test_items else (lay.new(lay.subset('valid')), 'validation')
+
 def _train_ensemble(path, outp, quality, report, kwargs):
     "`covid-fastai train --quality Q`: the preset's members trained on one split and saved in OUT as one ensemble folder, with a report"
     from covid_fastai.ensemble import quality_members, train_covid_ensemble
@@ -179,14 +181,12 @@ def _train_ensemble(path, outp, quality, report, kwargs):
         ens = train_covid_ensemble(Path(path).expanduser(), quality, out=tmp, cbs=[_stop_on_interrupt(), EpochLines(bars=_terminal())],
                                    **{**kwargs, 'history': None})
         _check_interrupt()
-        lay = ens.learners[0].dls.layout
-        on_test = bool(lay.test_items)
-        test = lay if on_test else lay.new(lay.subset('valid'))
+        test, which = _report_set(ens.learners[0].dls.layout)
         if report:
             from covid_fastai.report import evaluate
-            evaluate(ens, test, tmp/'report', title=f"{ens.card.arch} on the {'test' if on_test else 'validation'} images of {Path(path).name}")
+            evaluate(ens, test, tmp/'report', title=f"{ens.card.arch} on the {which} images of {Path(path).name}")
         res = ens.evaluate(test)
-    print(f"Saved the {quality!r} ensemble to {outp} ({len(ens.members)} models), accuracy on the {'test' if on_test else 'validation'} images: "
+    print(f"Saved the {quality!r} ensemble to {outp} ({len(ens.members)} models), accuracy on the {which} images: "
           + ', '.join(f"{r.model} {r.accuracy:.3f}" for r in res.itertuples()))
     if report: print(f"Report: {outp/'report'/'report.html'}")
     print(DISCLAIMER)
