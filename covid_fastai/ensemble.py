@@ -109,8 +109,7 @@ from .registry import lookup
 
 QUALITY_PRESETS = {
     'default': [{}],   # one model, `train_covid_learner`'s defaults
-    'best': [dict(arch='efficientnet_lite0', seed=42), dict(arch='efficientnet_lite0', seed=1),
-             dict(arch='efficientnet_lite0', seed=2), dict(arch='efficientnet_lite1', seed=42)],
+    'best': [dict(arch='efficientnet_lite0'), dict(arch='efficientnet_lite1'), dict(arch='efficientnet_lite2')],   # the defaults on each
 }
 
 def quality_members(quality:str='best', # A name in `QUALITY_PRESETS`
