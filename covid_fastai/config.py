@@ -109,7 +109,7 @@ class TrainConfig:
     aug:str='xray' # Augmentation preset, one of `AUG_PRESETS`
     sampling:_OptName='auto' # 'auto': training images drawn inversely to their class frequency (single-label data); 'none': uniformly
     num_workers:int|None=None # DataLoader workers; `None`: fastai's default
-    preprocess:_OptName='clahe' # Per-image preprocessing in training and inference (kept in the model card), one of `PREPROCESS`: 'equalize', 'clahe' (the default: higher validation accuracy on xray3, and 97% instead of 78% COVID-19 sensitivity on a source held out of training), 'crop', 'crop+equalize', 'crop+clahe'; 'none': none
+    preprocess:_OptName='clahe' # Per-image preprocessing in training and inference (kept in the model card), one of `PREPROCESS`: 'equalize', 'clahe' (the default: higher validation accuracy on xray3, and in a 3-epoch run 97% instead of 78% COVID-19 sensitivity on a source held out of training; 86% either way with the full defaults), 'crop', 'crop+equalize', 'crop+clahe'; 'none': none
     # the model
     arch:str='mobilenet' # Backbone: mobilenet, mobilenet_v3, resnet18, resnet50, vgg16, vgg16_bn, densenet121, densenet201, efficientnet_b0; offline weights: efficientnet_lite0, efficientnet_lite1, efficientnet_lite2; chest X-ray weights (downloaded, see the models page): xrv_densenet121_all, xrv_densenet121_nih, xrv_densenet121_pc, xrv_densenet121_chex, xrv_densenet121_rsna, xrv_densenet121_mimic_nb, xrv_densenet121_mimic_ch
     pretrained:_Flag=True # Start from pretrained weights (ImageNet, or chest X-rays for the xrv_ backbones)
