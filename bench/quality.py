@@ -40,13 +40,14 @@ def default_kwargs():
 
 OLD = dict(train_bn=True, seed=42, preprocess=None, sampling=None, mixup=0.)   # values of settings that older result files do not record
 
+KEYS = ('recipe', 'freeze_epochs', 'epochs', 'size', 'lr', 'loss', 'sampling', 'preprocess', 'train_bn', 'mixup', 'tta', 'seed')   # the settings a row is described by
+
 def describe(st):
     "The settings of a run that differ from today's defaults, e.g. 'epochs 10, preprocess None' ('the defaults' when none do)"
     from covid_fastai.config import TrainConfig
     d = TrainConfig()
-    keys = ('recipe', 'freeze_epochs', 'epochs', 'size', 'lr', 'loss', 'sampling', 'preprocess', 'train_bn', 'mixup', 'tta', 'seed')
     val = lambda k: st.get(k, OLD.get(k))
-    diff = [f"{k} {'none' if val(k) is None else val(k)}" for k in keys if (k in st or k in OLD) and val(k) != getattr(d, k)
+    diff = [f"{k} {'none' if val(k) is None else val(k)}" for k in KEYS if (k in st or k in OLD) and val(k) != getattr(d, k)
             and not (k == 'loss' and val(k) in (None, 'ce'))]
     return ', '.join(diff) or 'the defaults'
 

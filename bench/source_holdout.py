@@ -48,6 +48,7 @@ def one(data, settings, arch, n_boot):
     nih = df[(df.source == 'NIH') & (df.split == 'test')]
     tests = {'same source': pd.concat([df[(df.source == 'journals') & (df.split == 'test')], nih]),
              'new source': pd.concat([df[df.source == 'case site'], nih])}
+    from quality import KEYS   # the settings the accuracy benchmark describes runs by
     cfg = learn.card.recipe['config']
     res = dict(settings=settings, config={k: cfg[k] for k in KEYS}, arch=arch, train_seconds=round(secs, 1),
                n_train=int((learn.dls.layout.df.split == 'train').sum()), tta=bool(learn.card.tta), torch=torch.__version__)
@@ -61,8 +62,6 @@ def one(data, settings, arch, n_boot):
                              sensitivity=pc['recall'], sensitivity_ci=ci['recall']['COVID-19'], specificity=pc['specificity'],
                              specificity_ci=ci['specificity']['COVID-19'], auc=pc['auc'], auc_ci=ci['auc']['COVID-19'])
     return res
-
-KEYS = ('recipe', 'freeze_epochs', 'epochs', 'size', 'lr', 'loss', 'sampling', 'preprocess', 'train_bn', 'mixup', 'tta', 'seed')
 
 def settings_text(r):
     "What a result's training differs in from today's defaults: its full configuration, or (results from before it was recorded) its settings"
