@@ -150,14 +150,14 @@ class TrainConfig:
         if self.preprocess is not None: lookup(self.preprocess, PREPROCESS, 'preprocessing')
         self.fp16, self.bf16, self.channels_last = map(parse_auto_bool, (self.fp16, self.bf16, self.channels_last))
         from covid_fastai.models import ARCHS                     # the registries, imported when a configuration is made
-        from covid_fastai.learner import LOSSES, OPTIMIZERS, SCHEDULES
+        from covid_fastai.learner import LOSSES, OPTIMIZERS, SCHEDULES, mixup_alpha
         from covid_fastai.recipes import RECIPES
         from covid_fastai.data import SPLIT_METHODS
         from covid_fastai.dataloaders import AUG_PRESETS
         lookup(self.arch, ARCHS, 'backbone'); lookup(self.recipe, RECIPES, 'recipe'); lookup(self.opt, OPTIMIZERS, 'optimizer')
         lookup(self.schedule, SCHEDULES, 'schedule'); lookup(self.split, SPLIT_METHODS, 'split method'); lookup(self.aug, AUG_PRESETS, 'augmentation preset')
         if self.loss is not None: lookup(self.loss, LOSSES, 'loss')
-        if not self.mixup >= 0: raise ValueError(f"mixup is the alpha of a Beta distribution: 0 (off) or a positive number such as 0.4, not {self.mixup!r}")
+        self.mixup = mixup_alpha(self.mixup)
 
     def to_dict(self) -> dict:
         "The configuration as JSON-ready values (for the model card)"

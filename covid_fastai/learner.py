@@ -21,7 +21,7 @@ __all__ = ['LOSSES', 'OPTIMIZERS', 'SCHEDULES', 'NamedAccumMetric', 'per_class_f
            'BalancedFocalLossFlat', 'SigmoidFocalLoss', 'SigmoidFocalLossFlat', 'covid_loss', 'covid_opt',
            'fit_schedule', 'on_gpu', 'cpu_has_amx', 'data_card', 'weights_source', 'ModelCardCallback', 'find_card',
            'PlainTensors', 'DeviceMixedPrecision', 'covid_learner', 'EpochLogger', 'quiet_progress', 'EpochLines',
-           'covid_callbacks', 'find_lr']
+           'mixup_alpha', 'covid_callbacks', 'find_lr']
 
 # %% ../nbs/09_learner.ipynb #4274e292
 class NamedAccumMetric(AccumMetric):
@@ -353,6 +353,12 @@ class EpochLines(Callback):
 # %% ../nbs/09_learner.ipynb #5b779734
 def _comp(monitor): return np.less if 'loss' in monitor else np.greater
 
+def mixup_alpha(alpha:float, # Alpha of the Beta distribution fastai's `MixUp` draws its mixing weights from
+               ) -> float:
+    "`alpha` if it is a valid mixup setting (0: off, or positive), else a clear error; `TrainConfig` checks with it too"
+    if not alpha >= 0: raise ValueError(f"mixup is the alpha of a Beta distribution: 0 (off) or a positive number such as 0.4, not {alpha!r}")
+    return float(alpha)
+
 def covid_callbacks(save_best:str|None=None, # Metric to keep the best epoch by (e.g. 'f1_score', 'valid_loss'); `None`: keep the last
                     early_stop:int|None=None, # Stop a stage after this many epochs without improvement of `monitor`
                     monitor:str='valid_loss', # Metric watched by early stopping
@@ -361,9 +367,8 @@ def covid_callbacks(save_best:str|None=None, # Metric to keep the best epoch by 
                     mixup:float=0., # Alpha of fastai's `MixUp` (training images and labels mixed in pairs); 0: no mixup
                    ) -> list:
     "Callbacks: best model by `save_best`, early stopping, `EpochLogger`, `MixUp`"
-    if not mixup >= 0: raise ValueError(f"mixup is the alpha of a Beta distribution: 0 (off) or a positive number such as 0.4, not {mixup!r}")
     cbs = [EpochLogger(history)]
-    if mixup: cbs.append(MixUp(mixup))
+    if mixup_alpha(mixup): cbs.append(MixUp(mixup))
     if save_best: cbs.append(SaveModelCallback(monitor=save_best, comp=_comp(save_best), fname=fname))
     if early_stop: cbs.append(EarlyStoppingCallback(monitor=monitor, comp=_comp(monitor), patience=early_stop))
     return cbs
