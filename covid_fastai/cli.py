@@ -182,10 +182,11 @@ def _train_ensemble(path, outp, quality, report, kwargs):
                                    **{**kwargs, 'history': None})
         _check_interrupt()
         test, which = _report_set(ens.learners[0].dls.layout)
-        if report:
-            from covid_fastai.report import evaluate
-            evaluate(ens, test, tmp/'report', title=f"{ens.card.arch} on the {which} images of {Path(path).name}")
-        res = ens.evaluate(test)
+        with ens.keep_probs():   # the report and the per-member accuracies share one prediction per member
+            if report:
+                from covid_fastai.report import evaluate
+                evaluate(ens, test, tmp/'report', title=f"{ens.card.arch} on the {which} images of {Path(path).name}")
+            res = ens.evaluate(test)
     print(f"Saved the {quality!r} ensemble to {outp} ({len(ens.members)} models), accuracy on the {which} images: "
           + ', '.join(f"{r.model} {r.accuracy:.3f}" for r in res.itertuples()))
     if report: print(f"Report: {outp/'report'/'report.html'}")

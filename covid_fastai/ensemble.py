@@ -8,6 +8,7 @@ Docs: https://covid-fastai.github.io/covid-fastai/ensemble.html.md"""
 from __future__ import annotations
 from dataclasses import replace
 import os
+from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 from .evaluation import Evaluation, as_predictor, test_layout
@@ -33,7 +34,7 @@ class Ensemble:
         if len({c.multi_label for c in cards}) > 1: raise ValueError("Members must all be single-label or all multi-label")
         w = np.asarray(weights if weights is not None else [1.] * len(members), np.float64)
         if len(w) != len(members): raise ValueError(f"{len(w)} weights for {len(members)} members")
-        self.weights = w / w.sum()
+        self.weights, self._kept = w / w.sum(), None
         archs = [c.arch or 'model' for c in cards]
         self.names = names or [a + (f"#{i}" if archs.count(a) > 1 else '') for i, a in enumerate(archs)]
         pre = None if all(c.pretrained_on is None for c in cards) else list(dict.fromkeys(d for c in cards for d in c.pretrained_on or []))
@@ -57,7 +58,18 @@ class Ensemble:
                     ) -> list:
         "The class probabilities of each member on `items` (each with its own preprocessing and temperature)"
         fns = self._items(items)
-        return [m.predict_proba(fns, bs=bs) for m in self.members]
+        key = (tuple(fns), bs) if self._kept is not None and all(isinstance(f, str) for f in fns) else None
+        if key in (self._kept or {}): return self._kept[key]
+        ps = [m.predict_proba(fns, bs=bs) for m in self.members]
+        if key is not None: self._kept[key] = ps
+        return ps
+
+    @contextmanager
+    def keep_probs(self):
+        "Inside this block each member predicts a list of image files once: an evaluation and a report of the same images share the predictions"
+        self._kept = {}
+        try: yield self
+        finally: self._kept = None
 
     def predict_proba(self, items=None, bs:int=32, progress:bool=False) -> np.ndarray:
         "Weighted average of the members' probabilities on `items`"
