@@ -17,9 +17,13 @@ from fastcore.script import call_parse, bool_arg, parse_cli
 from .config import parse_label_map, _delegates_config
 
 # %% ../nbs/22_cli.ipynb #1e89299d
-from .outputs import NAME_ERRORS  # a light module: it registers the error handler used here
-for _s in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed with \xNN instead of failing the command
-    if hasattr(_s, 'reconfigure'): _s.reconfigure(errors=NAME_ERRORS)
+def _console(cmd:str):
+    "What a command sets up for its own output, when it starts (never on import): names that are not UTF-8 printed with \\xNN, warnings on one line"
+    import warnings
+    from covid_fastai.outputs import NAME_ERRORS  # a light module: it registers the error handler
+    for s in (sys.stdout, sys.stderr):
+        if hasattr(s, 'reconfigure'): s.reconfigure(errors=NAME_ERRORS)
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"covid-fastai {cmd}: warning: {_one_line(str(msg), 2000)}\n"   # no line of library source
 
 _INTERRUPTED = []  # set by the Ctrl-C handler: a KeyboardInterrupt swallowed somewhere (a `__del__`, a worker) still stops the run
 
@@ -34,6 +38,7 @@ def _interrupted(cmd:str):
 @contextmanager
 def _interruptible(cmd:str):
     "Run the block with Ctrl-C turned into one line on stderr and exit status 130"
+    _console(cmd)
     import threading
     main = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGINT, _on_sigint) if main else None
@@ -68,7 +73,9 @@ def _check_interrupt():
     if _INTERRUPTED: raise KeyboardInterrupt
 
 def _one_line(msg:str, limit:int=600) -> str:
-    "`msg` on one line, cut at a word boundary after `limit` characters"
+    "`msg` on one line (without the 'Exception occured in `X`' that fastai puts before a callback's error), cut at a word boundary after `limit` characters"
+    import re
+    msg = re.sub(r'^Exception occured in `\w+` when calling event `\w+`:\s*', '', msg)
     lines = [l.strip() for l in msg.splitlines() if l.strip()]
     msg = '; '.join(lines)
     if len(msg) > limit: msg = msg[:msg.rfind(' ', 0, limit) if ' ' in msg[:limit] else limit].rstrip(' ;,') + ' ... (--debug for everything)'
@@ -81,22 +88,9 @@ def _fail(cmd:str, e:BaseException, debug:bool):
     print(f"covid-fastai {cmd}: error: {_one_line(str(e)) or type(e).__name__}", file=sys.stderr)
     sys.exit(1)
 
-def _outside(out:Path, inputs:list, what:str='output'):
-    "Refuse an output path that is, or is inside, one of the input folders/files"
-    o = Path(out).expanduser().resolve()
-    for i in inputs:
-        i = Path(i).expanduser().resolve()
-        if o == i or (i.is_dir() and i in o.parents):
-            raise ValueError(f"The {what} {o} would be written inside the input {i}: choose another path, inputs are never modified")
-    return o
+from .outputs import check_outside as _outside   # one check for every command and the library
 
 # %% ../nbs/22_cli.ipynb #fed90112
-def _is_model(p:str) -> bool:
-    "Whether `p` looks like a saved model: a folder with model.json, model.onnx or ensemble.json, or an .onnx / model.json / pickle file"
-    p = Path(p).expanduser()
-    if p.is_dir(): return (p/'model.json').exists() or (p/'model.onnx').exists() or (p/'ensemble.json').exists()
-    return p.is_file() and (p.suffix.lower() in ('.onnx', '.pkl', '.pth') or p.name in ('model.json', 'ensemble.json'))
-
 def _load_models(paths:list, allow_pickle:bool=False, threads=None):
     "One saved model as a `Predictor`, or several as an `Ensemble` averaging their probabilities (same classes only)"
     from covid_fastai.inference import load_covid_model
@@ -105,12 +99,13 @@ def _load_models(paths:list, allow_pickle:bool=False, threads=None):
     from covid_fastai.ensemble import Ensemble
     return Ensemble(preds, names=[Path(p).name for p in paths])
 
-def _data_arg(path:str):
-    "The data folder of `path` (a folder, or the folder of a CSV file); fails clearly when it is missing"
+def _data_arg(path:str) -> list:
+    "The folders the data of `path` lives in (`data_roots`: a folder, or a table's folder and those its paths lead to); fails clearly when it is missing"
+    from covid_fastai.data import data_roots, is_table, TABLE_SUFFIXES
     p = Path(path).expanduser()
     if not p.exists(): raise FileNotFoundError(f"No such file or folder: {p}")
-    if p.is_file() and p.suffix.lower() not in ('.csv', '.tsv'): raise ValueError(f"{p} is a file: expected a data folder or a CSV file")
-    return p.parent if p.is_file() else p
+    if p.is_file() and not is_table(p): raise ValueError(f"{p} is a file: expected a data folder or a table ({', '.join(TABLE_SUFFIXES)})")
+    return data_roots(p)
 
 @call_parse
 @_delegates_config
@@ -126,8 +121,11 @@ def covid_fastai_train(
     "Train a COVID-19 / pneumonia classifier on chest images, save it safely and report on it (research use only, not for diagnosis)"
     with _interruptible('train'):
         try:
-            data = _data_arg(path)
-            outp = _outside(out, [data], 'output folder')
+            from covid_fastai.config import train_config
+            train_config(**kwargs)   # every option checked before anything is read or written
+            roots = _data_arg(path)
+            outp = _outside(out, roots, 'output folder')
+            if kwargs.get('history') is not None: _outside(kwargs['history'], roots, 'history file')
             if quality != 'default': return _train_ensemble(path, outp, quality, report, kwargs)
             from covid_fastai.train import train_covid_learner
             from covid_fastai.inference import save_covid_model, DISCLAIMER
@@ -141,8 +139,10 @@ def covid_fastai_train(
                 return
             with output_folder(outp, 'model.json') as tmp:   # OUT appears whole when everything succeeded; else it is left as it was
                 if kwargs.get('history') is None: kwargs['history'] = str(tmp/'history.csv')
+                if kwargs.get('model_dir') in (None, 'models'): kwargs['model_dir'] = str(tmp/'checkpoints')   # --save-best's checkpoint: under OUT
                 learn = train_covid_learner(Path(path).expanduser(), cbs=[_stop_on_interrupt(), EpochLines(bars=tty)], **kwargs)
                 _check_interrupt()
+                import shutil; shutil.rmtree(tmp/'checkpoints', ignore_errors=True)   # the best epoch is in the model now
                 write_csv(learn.stages, tmp/'stages.csv')
                 if calibrate:
                     from covid_fastai.calibration import calibrate_learner
@@ -151,6 +151,7 @@ def covid_fastai_train(
                 learn.card.recipe['data'] = Path(path).name
                 cfg = learn.card.recipe.get('config') or {}
                 if cfg.get('history') == str(tmp/'history.csv'): cfg['history'] = 'history.csv'   # in the model folder, not the temporary one
+                if cfg.get('model_dir') == str(tmp/'checkpoints'): cfg['model_dir'] = 'checkpoints'
                 save_covid_model(learn, tmp)
                 test, which = _report_set(learn.dls.layout)
                 if report:
@@ -216,8 +217,8 @@ def covid_fastai_evaluate(
             models = [model, test, *more[:-1]] if more else [model]
             test = more[-1] if more else test
             if not Path(test).expanduser().exists(): raise FileNotFoundError(f"No such test folder or file: {test}")
-            tdir = Path(test).expanduser() if Path(test).is_dir() else Path(test).expanduser().parent
-            outp = _outside(out, [tdir, *models], 'report folder')
+            from covid_fastai.data import data_roots
+            outp = _outside(out, [*data_roots(test), *models], 'report folder')
             from covid_fastai.inference import DISCLAIMER
             from covid_fastai.report import evaluate
             pred = _load_models(models, allow_pickle)
@@ -233,20 +234,6 @@ def covid_fastai_evaluate(
     print(DISCLAIMER)
 
 # %% ../nbs/22_cli.ipynb #42d6bfd0
-def _image_files(inputs:list) -> list:
-    from covid_fastai.imread import DICOM_EXTENSIONS, walk_files, regular_file
-    exts = {'.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp'} | DICOM_EXTENSIONS
-    files = []
-    for x in inputs:
-        p = Path(x).expanduser()
-        if not p.exists(): raise FileNotFoundError(f"No such image file or folder: {p}")
-        if p.is_dir():
-            found = walk_files(p, exts)   # regular files only; folder links followed only inside p
-            if not found: raise ValueError(f"No image files in folder {p}")
-            files += found
-        else: files.append(regular_file(p))
-    return files
-
 def _heatmap_names(files:list) -> list:
     "A distinct heatmap file name per input: `<stem>_gradcam.png`, numbered when two inputs share a stem"
     from collections import Counter
@@ -277,11 +264,14 @@ def covid_fastai_predict(
             from covid_fastai.inference import load_covid_model, DISCLAIMER
             from covid_fastai.imread import load_xray, ImageReadError
             models, images = [model], list(images)
-            while images and _is_model(images[0]): models.append(images.pop(0))   # MODEL_A MODEL_B ... IMAGES
+            from covid_fastai.inference import is_model_path
+            while images and is_model_path(images[0]): models.append(images.pop(0))   # MODEL_A MODEL_B ... IMAGES
             if not images: raise ValueError("No images given: covid-fastai predict MODEL [MODEL ...] IMAGE_OR_FOLDER [...]")
-            files = _image_files(images)
+            from covid_fastai.imread import image_inputs
+            files = image_inputs(images)
             outp = _outside(out, images + models, 'CSV file')
-            hdir = _outside(heatmaps, images + models, 'heatmap folder') if heatmaps else None
+            # heatmaps are images: never into a folder an input image lives in (the next training run would read them as X-rays)
+            hdir = _outside(heatmaps, images + models + [Path(f).parent for f in files], 'heatmap folder') if heatmaps else None
             if hdir is not None and len(models) > 1: raise ValueError("--heatmaps explains one model: give one model, or leave --heatmaps out")
             pred = _load_models(models, allow_pickle, threads)
             if tta is not None:
@@ -361,8 +351,8 @@ def covid_fastai_check_data(
     with _interruptible('check-data'):
         try:
             _terminal()
-            data = _data_arg(path)
-            if save: _outside(save, [data], 'report')
+            roots = _data_arg(path)
+            if save: _outside(save, roots, 'report')
             from covid_fastai.check import check_dataset
             from covid_fastai.data import read_layout
             rep = check_dataset(read_layout(Path(path).expanduser()), min_size=min_size, max_dist=max_dist, save=save)
@@ -440,6 +430,7 @@ def covid_fastai_serve(
     debug:bool=False, # Show the full traceback on errors
 ):
     "Serve a web page where a user uploads a chest image and sees the prediction and its heatmap (research use only)"
+    _console('serve')
     try:
         from covid_fastai.serve import serve
         serve(model, host=host, port=port, max_mb=max_mb, cam=cam, allow_pickle=allow_pickle, tta=tta)

@@ -6,7 +6,7 @@ Docs: https://covid-fastai.github.io/covid-fastai/config.html.md"""
 
 # %% auto #0
 __all__ = ['parse_list', 'parse_mapping', 'parse_label_map', 'parse_auto_bool', 'parse_window', 'parse_optional', 'TrainConfig',
-           'train_config']
+           'check_ranges', 'train_config']
 
 # %% ../nbs/11_config.ipynb #7b396c81
 import json
@@ -158,10 +158,57 @@ class TrainConfig:
         lookup(self.schedule, SCHEDULES, 'schedule'); lookup(self.split, SPLIT_METHODS, 'split method'); lookup(self.aug, AUG_PRESETS, 'augmentation preset')
         if self.loss is not None: lookup(self.loss, LOSSES, 'loss')
         self.mixup = mixup_alpha(self.mixup)
+        check_ranges(self)
 
     def to_dict(self) -> dict:
         "The configuration as JSON-ready values (for the model card)"
         return {k: (v if not callable(v) else repr(v)) for k, v in asdict(self).items()}
+
+def _bad(name, v, want): raise ValueError(f"{name}={v!r}: {want} (--{name.replace('_', '-')} on the command line)")
+
+def _as_int(name, v, lo=None, none=False):
+    "`v` as an int >= `lo` (text like '64' is read), else a one-line error naming the option"
+    if v is None and none: return None
+    want = 'expected a whole number' + (f" >= {lo}" if lo is not None else '') + (' or None' if none else '')
+    if isinstance(v, bool) or isinstance(v, float) and not v.is_integer(): _bad(name, v, want)
+    try: i = int(str(v).strip()) if isinstance(v, str) else int(v)
+    except (TypeError, ValueError): _bad(name, v, want)
+    if lo is not None and i < lo: _bad(name, v, want)
+    return i
+
+def _as_float(name, v, lo=None, hi=None, lo_open=False, hi_open=True):
+    "`v` as a finite float in the range, else a one-line error naming the option and the range"
+    import math
+    rng = (f" in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}" if hi is not None else
+           f" {'>' if lo_open else '>='} {lo}" if lo is not None else '')
+    try: x = float(v)
+    except (TypeError, ValueError): _bad(name, v, f"expected a number{rng}")
+    if isinstance(v, bool) or not math.isfinite(x) or (lo is not None and (x <= lo if lo_open else x < lo)) or \
+       (hi is not None and (x >= hi if hi_open else x > hi)): _bad(name, v, f"expected a finite number{rng}")
+    return x
+
+def check_ranges(c:TrainConfig, # The configuration to check (its numbers are converted in place: '64' -> 64)
+                ) -> TrainConfig:
+    "Every numeric option of `c` within its valid range, or a one-line `ValueError` naming the option and the range"
+    from covid_fastai import imread as _ir   # its limit is read when used: it can be changed at run time
+    MAX_PIXELS = _ir.MAX_PIXELS
+    c.size, c.cache_size = _as_int('size', c.size, 16), _as_int('cache_size', c.cache_size, 16)
+    if c.size * c.size > MAX_PIXELS: _bad('size', c.size, f"size x size is over the pixel limit of {MAX_PIXELS:,}")
+    c.bs, c.seed, c.freeze_epochs = _as_int('bs', c.bs, 1), _as_int('seed', c.seed, 0), _as_int('freeze_epochs', c.freeze_epochs, 0)
+    c.num_workers, c.early_stop = _as_int('num_workers', c.num_workers, 0, none=True), _as_int('early_stop', c.early_stop, 1, none=True)
+    ep = [_as_int('epochs', e, 0) for e in listify(c.epochs)]
+    c.epochs = ep if isinstance(c.epochs, list) else ep[0]
+    if sum(ep) + (c.freeze_epochs if c.recipe == 'fine_tune' else 0) < 1: _bad('epochs', c.epochs, "a run needs at least one epoch in total")
+    lrs = [_as_float('lr', x, 0, lo_open=True) for x in listify(c.lr)]
+    c.lr = lrs if isinstance(c.lr, list) else lrs[0]
+    c.valid_pct = _as_float('valid_pct', c.valid_pct, 0, 1, lo_open=True)
+    c.test_pct = _as_float('test_pct', c.test_pct, 0, 1)
+    if c.valid_pct + c.test_pct >= 1: _bad('test_pct', c.test_pct, f"valid_pct + test_pct must stay below 1 (valid_pct is {c.valid_pct})")
+    c.head_dropout, c.mom = _as_float('head_dropout', c.head_dropout, 0, 1), _as_float('mom', c.mom, 0, 1)
+    c.thresh = _as_float('thresh', c.thresh, 0, 1, lo_open=True)
+    if c.head_sizes is not None: c.head_sizes = [_as_int('head_sizes', h, 1) for h in c.head_sizes]
+    if isinstance(c.window, tuple): _as_float('window', c.window[0], 0, lo_open=True)   # its width
+    return c
 
 def train_config(cfg:TrainConfig|None=None, # A configuration to start from; the defaults if `None`
                  **kwargs # Fields of `TrainConfig` to change

@@ -15,9 +15,10 @@ from .card import LABEL_DELIM
 from .registry import lookup
 
 # %% auto #0
-__all__ = ['NIH_PATIENT_RE', 'AUGMENTED_CSV', 'BINARY_INFECTED', 'BINARY_COVID', 'SPLIT_METHODS', 'Layout', 'patient_from_name',
-           'names_look_grouped', 'augmented_origins', 'group_ids', 'folder_layout', 'map_labels', 'table_layout',
-           'chestxray_3class', 'covid_chestxray_layout', 'split_layout', 'patient_overlap', 'read_layout']
+__all__ = ['NIH_PATIENT_RE', 'AUGMENTED_CSV', 'BINARY_INFECTED', 'BINARY_COVID', 'TABLE_SUFFIXES', 'SPLIT_VALUES',
+           'SPLIT_METHODS', 'Layout', 'patient_from_name', 'names_look_grouped', 'augmented_origins', 'group_ids',
+           'folder_layout', 'map_labels', 'is_table', 'read_table_file', 'table_layout', 'chestxray_3class',
+           'covid_chestxray_layout', 'split_layout', 'patient_overlap', 'read_layout', 'data_roots']
 
 # %% ../nbs/03_data.ipynb #a2a8eb8f
 @dataclass
@@ -79,14 +80,22 @@ class Layout:
 
 def _layout_df(fnames, labels, patients=None, splits=None):
     n = len(fnames)
-    return pd.DataFrame(dict(fname=[Path(f) for f in fnames], label=list(labels),
+    return pd.DataFrame(dict(fname=[Path(os.path.normpath(f)) for f in fnames], label=list(labels),   # one spelling per file: 'a/../b' is 'b'
                              patient=list(patients) if patients is not None else [None]*n,
                              split=list(splits) if splits is not None else ['']*n))
 
 # %% ../nbs/03_data.ipynb #9207b7d9
 _SPLIT_DIRS = dict(train=('train',), valid=('valid', 'val', 'validation'), test=('test',))
 
-def _subdirs(path): return sorted(d for d in Path(path).iterdir() if d.is_dir() and not d.name.startswith(('.', '_')))
+_NOT_DATA = {'.ipynb_checkpoints', '__pycache__', '.git', '__MACOSX', '.Trash'}   # hidden folders skipped without a word
+
+def _subdirs(path):
+    "The sub-folders of `path` that hold classes or splits: hidden ('.x') and private ('_x') folders are skipped, with a warning naming them"
+    subs = sorted(d for d in Path(path).iterdir() if d.is_dir())
+    hidden = [d.name for d in subs if d.name.startswith(('.', '_')) and d.name not in _NOT_DATA]
+    if hidden: warnings.warn(f"Skipped the hidden folder(s) {', '.join(hidden[:5])} in {show_path(path)}: rename them (no leading '.' or '_') "
+                             f"if they hold a class", stacklevel=3)
+    return [d for d in subs if not d.name.startswith(('.', '_'))]
 
 def _class_files(folder:Path, what:str='data folder'):
     "Map each class sub-folder of `folder` to its image files; fail on fewer than two classes or an empty class"
@@ -205,13 +214,54 @@ def map_labels(lay:Layout, # Layout to relabel (left unchanged)
     return lay.new(df[df.label.notna()])
 
 # %% ../nbs/03_data.ipynb #55f6bd95
-def _read_table(df, path):
+TABLE_SUFFIXES = ('.csv', '.tsv')  # Files read as tables of images: comma- or tab-separated
+
+def is_table(src, # A path, a DataFrame, or anything else
+            ) -> bool:
+    "Whether `src` is a table of images: a DataFrame, or a path ending in one of `TABLE_SUFFIXES`"
+    return isinstance(src, pd.DataFrame) or (isinstance(src, (str, Path)) and Path(src).suffix.lower() in TABLE_SUFFIXES)
+
+def read_table_file(fn, # A `.csv` (comma-separated) or `.tsv` (tab-separated) file
+                    text_cols:tuple=(), # Columns read as text exactly as written: 'NA', 'None', 'null' or an empty cell stay text
+                    nrows:int|None=None, # Read only this many rows (0: the header)
+                   ) -> pd.DataFrame:
+    "The table in `fn`, its `text_cols` as text (never read as missing); file names that are not UTF-8 keep their bytes"
+    fn = Path(fn).expanduser()
+    kw = dict(sep='\t' if fn.suffix.lower() == '.tsv' else ',', encoding_errors='surrogateescape')
+    try:
+        cols = pd.read_csv(fn, nrows=0, **kw).columns
+        from pandas._libs.parsers import STR_NA_VALUES   # pandas' own missing-value words, for the other columns
+        na = {c: sorted(STR_NA_VALUES) for c in cols if c not in text_cols}
+        return pd.read_csv(fn, nrows=nrows, keep_default_na=False, na_values=na, dtype={c: str for c in text_cols if c in cols}, **kw)
+    except pd.errors.EmptyDataError: raise ValueError(f"The table {fn} is empty: expected a header (path,label[,patient,split]) and one row per image") from None
+
+def _read_table(df, path, text_cols=()):
     if isinstance(df, pd.DataFrame): return df.copy(), Path(path) if path is not None else Path('.')
     fn = Path(df).expanduser()
     if not fn.exists(): raise FileNotFoundError(f"Label file not found: {fn}")
-    try: tab = pd.read_csv(fn, encoding_errors='surrogateescape')  # file names that are not UTF-8 keep their bytes
-    except pd.errors.EmptyDataError: raise ValueError(f"The table {fn} is empty: expected a header (path,label[,patient,split]) and one row per image") from None
-    return tab, Path(path) if path is not None else fn.parent
+    return read_table_file(fn, text_cols), Path(path) if path is not None else fn.parent
+
+SPLIT_VALUES = dict(train='train', valid='valid', val='valid', validation='valid', test='test')  # Accepted values of a `split` column (any case)
+
+def _rows(idx, offset:int=2) -> str:
+    "Rows `idx` (0-based positions) as people count them: in a file the first data row is row 2, after the header"
+    i = [int(x) + offset for x in idx]
+    return ', '.join(map(str, i[:8])) + (f" and {len(i) - 8} more" if len(i) > 8 else '')
+
+def _check_text(s:pd.Series, what, rows_of):
+    "Refuse labels that are not UTF-8 (a Latin-1 file read as UTF-8), naming the rows"
+    bad = s.map(lambda x: any(0xdc80 <= ord(ch) <= 0xdcff for ch in x))
+    if bad.any(): raise ValueError(f"{what}: the labels of rows {rows_of(s.index[bad])} are not UTF-8 text (e.g. {show_path(s[bad].iloc[0])!r}); "
+                                   f"save the table as UTF-8 (in a spreadsheet: CSV UTF-8)")
+
+def _read_splits(s:pd.Series, what, rows_of) -> list:
+    "The values of a `split` column as 'train', 'valid' or 'test'; any other value (a typo, a blank) is an error naming its rows"
+    v = s.map(lambda x: SPLIT_VALUES.get(str(x).strip().lower()) if isinstance(x, str) else None)
+    if v.isna().any():
+        odd = sorted({repr(x) for x in s[v.isna()]})
+        raise ValueError(f"{what}: rows {rows_of(s.index[v.isna()])} have split values {', '.join(odd[:5])}; a split column holds "
+                         f"train, valid (or val, validation) or test on every row. Fix those rows, or leave the split column out to split automatically")
+    return v.tolist()
 
 def _need_cols(df, cols, what):
     miss = [c for c in cols if c is not None and c not in df.columns]
@@ -257,19 +307,25 @@ def table_layout(df:pd.DataFrame|str|Path, # A DataFrame, or a CSV file
                  check_files:bool=True, # Fail if any file is missing
                 ) -> Layout:
     "The labelled images listed in a table (CSV or DataFrame)"
-    what = f"The table {df}" if not isinstance(df, pd.DataFrame) else "The DataFrame"
-    df, path = _read_table(df, path)
+    what = f"The table {show_path(df)}" if not isinstance(df, pd.DataFrame) else "The DataFrame"
+    rows_of = partial(_rows, offset=0 if isinstance(df, pd.DataFrame) else 2)
+    df, path = _read_table(df, path, text_cols=(fn_col, label_col, patient_col, split_col))
+    df = df.reset_index(drop=True)
     if patient_col is not None and patient_col not in df.columns and patient_col == 'patient': patient_col = None
     _need_cols(df, [fn_col, label_col, patient_col, split_col, *(filters or {})], what)
-    for col, v in (filters or {}).items():
-        df = df[df[col].isin(v if isinstance(v, (list, tuple, set)) else [v])]
-    df = df[df[label_col].notna()]
+    keep = np.ones(len(df), bool)
+    for col, v in (filters or {}).items(): keep &= df[col].isin(v if isinstance(v, (list, tuple, set)) else [v]).values
+    df = df[keep]
+    raw = df[label_col].map(lambda l: '' if not isinstance(l, str) and pd.isna(l) else str(l))
+    empty = raw.str.strip() == ''
+    if empty.any() and label_fn is None:
+        raise ValueError(f"{what}: rows {rows_of(raw.index[empty])} have no label; give every image a label, or leave those rows out")
+    _check_text(raw, what, rows_of)
     if not len(df): raise ValueError(f"{what} lists no labelled images" + (f" matching {filters}" if filters else ''))
-    raw = df[label_col].astype(str)
     if label_delim is None: label_delim = _detect_delim(raw, what)
     fnames = [(path/p) if not Path(p).is_absolute() else Path(p) for p in df[fn_col].astype(str)]
-    pats = df[patient_col].astype(str).tolist() if patient_col else None
-    splits = df[split_col].astype(str).str.lower().replace({'val': 'valid', 'validation': 'valid'}).tolist() if split_col else None
+    pats = [None if not isinstance(p, str) and pd.isna(p) or str(p).strip() == '' else str(p) for p in df[patient_col]] if patient_col else None
+    splits = _read_splits(df[split_col], what, rows_of) if split_col else None
     if label_delim and label_delim != LABEL_DELIM:  # one separator inside the library, whatever the table used
         raw = raw.map(lambda l: LABEL_DELIM.join(x.strip() for x in l.split(label_delim)))
     ldf = _dedup(_layout_df(fnames, raw.tolist(), pats, splits), what)
@@ -374,11 +430,40 @@ def read_layout(src, # A data folder, a CSV file or DataFrame (see `table_layout
                ) -> Layout:
     "The first step of the data path: `src` as a `Layout`"
     if isinstance(src, Layout): return src
-    if isinstance(src, pd.DataFrame) or Path(src).suffix.lower() in ('.csv', '.tsv'):
+    if is_table(src):
         if 'split_col' not in kwargs:  # a `split` column is used when there is one
-            try: cols = src.columns if isinstance(src, pd.DataFrame) else pd.read_csv(Path(src).expanduser(), nrows=0).columns
-            except (pd.errors.EmptyDataError, FileNotFoundError): cols = []   # `table_layout` says what is wrong
+            try: cols = src.columns if isinstance(src, pd.DataFrame) else read_table_file(src, nrows=0).columns
+            except (ValueError, FileNotFoundError): cols = []   # `table_layout` says what is wrong
             if 'split' in cols: kwargs['split_col'] = 'split'
         return table_layout(src, check_files=check_files, **kwargs)
     if kwargs: raise TypeError(f"Arguments {sorted(kwargs)} are for a table (CSV), but {src} is a folder")
     return folder_layout(src, patient_re=patient_re)
+
+def _image_dirs(fnames, base) -> set:
+    "The folders of `fnames` and, for those outside `base` (a table's folder), the folder above each (the data folder of a class folder), short of the file system's root and the home folder"
+    out, base = set(), Path(os.path.abspath(base))
+    for d in {Path(os.path.abspath(Path(f).parent)) for f in fnames}:
+        out.add(d)
+        if d == base or d in base.parents: continue
+        if d.parent != d.parent.parent and d.parent != Path.home().absolute(): out.add(d.parent)
+    return out
+
+def _outermost(folders) -> list:
+    "The folders of `folders` that are not inside another of them"
+    fs = sorted({Path(os.path.abspath(f)) for f in folders}, key=lambda p: len(p.parts))
+    out = []
+    for f in fs:
+        if not any(o == f or o in f.parents for o in out): out.append(f)
+    return out
+
+def data_roots(src, # A data folder, a CSV file or DataFrame, or a `Layout`
+               fn_col:str='path', # A table's column of file paths
+              ) -> list:
+    "The folders a data set lives in (outputs go elsewhere): the folder itself, or a table's folder, the folders its file paths lead to and the folder above each (a data folder of class folders)"
+    if isinstance(src, Layout): return _outermost([src.path, *_image_dirs(src.df.fname, src.path)])
+    if not is_table(src): return [Path(src).expanduser()]
+    base = Path('.') if isinstance(src, pd.DataFrame) else Path(src).expanduser().parent
+    try: df = src if isinstance(src, pd.DataFrame) else read_table_file(src, text_cols=(fn_col,))
+    except (ValueError, OSError): return [base]   # reading it fails later, with the reason
+    paths = df[fn_col].dropna().astype(str) if fn_col in df.columns else []
+    return _outermost([base, *_image_dirs([base/p for p in paths], base)])

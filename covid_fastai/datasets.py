@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 from .registry import lookup
-from .outputs import file_sha256 as _sha256
+from .outputs import file_sha256 as _sha256, output_folder, output_lock, whole_file
 
 # %% auto #0
 __all__ = ['SAMPLE_CITATION', 'DATASETS', 'sample_xrays', 'PublicDataset', 'get_dataset', 'dataset_layout']
@@ -67,7 +67,6 @@ def get_dataset(name:str, # A name in `DATASETS`
                 force:bool=False, # Download and extract again
                ) -> Path:
     "The data folder of the public data set `name`, downloaded (or taken from `archive`) and extracted once, each step whole or not at all"
-    import shutil, tempfile
     from fastdownload import download_url
     from fastdownload.core import untar_dir
     ds = lookup(name, DATASETS, 'public data set')
@@ -78,18 +77,12 @@ def get_dataset(name:str, # A name in `DATASETS`
     arch_dir.mkdir(parents=True, exist_ok=True); data_dir.mkdir(parents=True, exist_ok=True)
     arch = Path(archive).expanduser() if archive is not None else arch_dir/f"{name}{Path(ds.url).suffix or '.zip'}"
     if archive is None and (force or not arch.exists()):
-        part = arch.with_name(arch.name + '.part')
-        download_url(ds.url, part)   # fastdownload, with a progress bar
-        part.replace(arch)
+        with output_lock(arch), whole_file(arch) as part: download_url(ds.url, part)   # fastdownload, with a progress bar; whole or not at all
     if ds.sha256 is not None and _sha256(arch) != ds.sha256:
         raise ValueError(f"The archive {arch} of {name} has another SHA-256 than the pinned one: a different or corrupt download (delete it and retry)")
     root = data_dir/name
-    if force and root.exists(): shutil.rmtree(root)
-    if not root.exists():
-        tmp = Path(tempfile.mkdtemp(prefix=f'.{name}.', suffix='.part', dir=data_dir))
-        try: untar_dir(arch, tmp)
-        except BaseException: shutil.rmtree(tmp, ignore_errors=True); raise
-        tmp.rename(root)
+    if force or not root.exists():
+        with output_folder(root) as tmp: untar_dir(arch, tmp)   # whole or not at all; only a previous extraction is ever replaced
     folder = root/ds.folder
     if not folder.exists(): raise FileNotFoundError(f"The archive of {name} has no folder {ds.folder!r} (extracted to {root})")
     return folder

@@ -14,10 +14,21 @@ import pandas as pd
 from .evaluation import Evaluation, as_predictor, test_layout
 
 # %% auto #0
-__all__ = ['QUALITY_PRESETS', 'Ensemble', 'quality_members', 'member_names', 'train_covid_ensemble', 'save_ensemble',
-           'load_covid_ensemble']
+__all__ = ['QUALITY_PRESETS', 'ensemble_weights', 'Ensemble', 'quality_members', 'member_names', 'train_covid_ensemble',
+           'save_ensemble', 'load_covid_ensemble']
 
 # %% ../nbs/17_ensemble.ipynb #c6999c0c
+def ensemble_weights(w, # One weight per member
+                     n:int, # The number of members
+                    ) -> np.ndarray:
+    "`w` normalized to sum to 1: `n` finite numbers >= 0 with a positive sum, else a one-line `ValueError`"
+    try: a = np.asarray(w, np.float64)
+    except (TypeError, ValueError): raise ValueError(f"ensemble weights must be a list of {n} numbers, not {w!r}") from None
+    if a.ndim != 1 or len(a) != n: raise ValueError(f"ensemble weights must be a list of {n} numbers (one per member), not {w!r}")
+    if not np.isfinite(a).all() or (a < 0).any() or a.sum() <= 0:
+        raise ValueError(f"ensemble weights must be finite, >= 0 and not all 0 (a weighted average of probabilities), not {list(w)!r}")
+    return a / a.sum()
+
 class Ensemble:
     "Average the class probabilities of several trained models with the same classes: `Learner`s, `Predictor`s or saved models"
     backend, path, model = 'ensemble', None, None
@@ -32,8 +43,7 @@ class Ensemble:
         vocabs = [list(c.classes) for c in cards]
         if any(v != vocabs[0] for v in vocabs): raise ValueError(f"The members' classes differ: {vocabs}")
         if len({c.multi_label for c in cards}) > 1: raise ValueError("Members must all be single-label or all multi-label")
-        w = np.asarray(weights if weights is not None else [1.] * len(members), np.float64)
-        if len(w) != len(members): raise ValueError(f"{len(w)} weights for {len(members)} members")
+        w = ensemble_weights(weights if weights is not None else [1.] * len(members), len(members))
         self.weights, self._kept = w / w.sum(), None
         archs = [c.arch or 'model' for c in cards]
         self.names = names or [a + (f"#{i}" if archs.count(a) > 1 else '') for i, a in enumerate(archs)]
@@ -189,10 +199,12 @@ def load_covid_ensemble(path:str|Path, # Folder written by `save_ensemble` (or i
     if not (p/'ensemble.json').is_file(): raise ModelFileError(f"{p} holds no ensemble.json")
     try: spec = json.loads((p/'ensemble.json').read_text())
     except ValueError as e: raise ModelFileError(f"{p/'ensemble.json'} is not valid JSON: {e}") from None
-    if spec.get('format') != 'covid-fastai ensemble' or not spec.get('members'):
+    if not isinstance(spec, dict) or spec.get('format') != 'covid-fastai ensemble' or not isinstance(spec.get('members'), list) or not spec['members']:
         raise ModelFileError(f"{p/'ensemble.json'} is not a covid-fastai ensemble (no 'format' or no 'members')")
     bad = [n for n in spec['members'] if not isinstance(n, str) or Path(n).name != n or n in ('.', '..')]
     if bad: raise ModelFileError(f"{p/'ensemble.json'} names members outside its folder: {bad}")
+    try: ensemble_weights(spec.get('weights') or [1.] * len(spec['members']), len(spec['members']))
+    except ValueError as e: raise ModelFileError(f"{p/'ensemble.json'}: {e}") from None
     ens = Ensemble([load_covid_model(p/n, threads=threads) for n in spec['members']], weights=spec.get('weights'), names=spec['members'])
     ens.card.recipe['quality'], ens.path = spec.get('quality'), p
     return ens

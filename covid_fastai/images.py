@@ -13,14 +13,15 @@ from PIL import Image, UnidentifiedImageError
 from .imread import *
 from .registry import lookup
 _all_ = ['ImageReadError', 'scale_to_uint8', 'to_rgb', 'DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'is_dicom', 'read_dicom', 'write_dicom', 'load_xray', 'show_path', 'regular_file', 'image_dims', 'walk_files',
+         'XRAY_EXTENSIONS', 'image_inputs',
          'PREPROCESS', 'preprocess_image', 'equalize', 'clahe', 'crop_borders', 'border_box']
 
 # %% auto #0
-__all__ = ['XRAY_EXTENSIONS', 'XrayImage', 'XrayBlock', 'get_xray_files', 'inspect_image', 'inspect_images', 'near_duplicates',
+__all__ = ['XrayImage', 'XrayBlock', 'get_xray_files', 'inspect_image', 'inspect_images', 'near_duplicates',
            'cross_split_duplicates', 'find_unreadable', 'make_synthetic_xrays', 'ImageReadError', 'scale_to_uint8',
            'to_rgb', 'DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'is_dicom', 'read_dicom', 'write_dicom', 'load_xray',
-           'show_path', 'regular_file', 'image_dims', 'walk_files', 'PREPROCESS', 'preprocess_image', 'equalize',
-           'clahe', 'crop_borders', 'border_box']
+           'show_path', 'regular_file', 'image_dims', 'walk_files', 'XRAY_EXTENSIONS', 'image_inputs', 'PREPROCESS',
+           'preprocess_image', 'equalize', 'clahe', 'crop_borders', 'border_box']
 
 # %% ../nbs/02_images.ipynb #2c0221ff
 class XrayImage(PILImage):
@@ -45,8 +46,6 @@ def XrayBlock(window:str|tuple|None=None, # DICOM window for CT: a name in `DICO
                           batch_tfms=IntToFloatTensor)
 
 # %% ../nbs/02_images.ipynb #3b0dcb4b
-XRAY_EXTENSIONS = set(image_extensions) | DICOM_EXTENSIONS
-
 def get_xray_files(path, # Folder to search
                    recurse:bool=True, # Search sub-folders too
                    folders:list|None=None, # Only these sub-folders

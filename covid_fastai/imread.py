@@ -6,16 +6,17 @@ Docs: https://covid-fastai.github.io/covid-fastai/imread.html.md"""
 
 # %% ../nbs/01_imread.ipynb #f230e7e8
 from __future__ import annotations
-import io, os, stat, warnings, zlib
+import io, mimetypes, os, stat, warnings, zlib
 from pathlib import Path
 import numpy as np
 from PIL import Image
 from .registry import lookup
 
 # %% auto #0
-__all__ = ['DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'MAX_PIXELS', 'PREPROCESS', 'ImageReadError', 'show_path', 'regular_file',
-           'scale_to_uint8', 'to_rgb', 'is_dicom', 'image_dims', 'read_dicom', 'write_dicom', 'equalize', 'clahe',
-           'border_box', 'crop_borders', 'preprocess_image', 'load_xray', 'walk_files']
+__all__ = ['DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'XRAY_EXTENSIONS', 'MAX_PIXELS', 'PREPROCESS', 'ImageReadError', 'show_path',
+           'regular_file', 'scale_to_uint8', 'to_rgb', 'is_dicom', 'image_dims', 'read_dicom', 'write_dicom',
+           'equalize', 'clahe', 'border_box', 'crop_borders', 'preprocess_image', 'load_xray', 'walk_files',
+           'image_inputs']
 
 # %% ../nbs/01_imread.ipynb #af2b8d55
 class ImageReadError(ValueError):
@@ -43,8 +44,11 @@ _HIGH_DEPTH = ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F')
 
 def scale_to_uint8(a:np.ndarray, # Array of any numeric type
                   ) -> np.ndarray:
-    "Scale `a` linearly from its own minimum-maximum to 0-255 as `uint8` (all zeros if it is constant)"
+    "Scale `a` linearly from its own minimum-maximum to 0-255 as `uint8` (all zeros if it is constant); a NaN or infinite value is refused"
     a = np.asarray(a, dtype=np.float32)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{int((~np.isfinite(a)).sum()):,} pixels are NaN or infinite (a float image with missing values): "
+                         f"it has no gray levels to show; fix or export the image again")
     lo, hi = float(a.min()), float(a.max())
     a = (a - lo) * (255. / (hi - lo)) if hi > lo else np.zeros_like(a)
     return a.round().astype(np.uint8)
@@ -66,6 +70,8 @@ DICOM_WINDOWS = dict(lungs=(1500, -600), mediastinum=(350, 50), abdomen_soft=(40
                      stroke=(8, 32), brain_bone=(2800, 600), brain_soft=(375, 40))  # (width, level) in Hounsfield units
 
 DICOM_EXTENSIONS = {'.dcm', '.dicom'}
+mimetypes.init()   # as fastai does: the system's MIME types too
+XRAY_EXTENSIONS = {k for k, v in mimetypes.types_map.items() if v.startswith('image/')} | DICOM_EXTENSIONS  # Files every command reads as images: fastai's `image_extensions` (made the same way, without importing PyTorch) and DICOM
 
 def is_dicom(fn, # Path or binary file object
             ) -> bool:
@@ -330,8 +336,25 @@ def walk_files(path, # Folder to search
                 if e.is_symlink(): links.append((e, depth)); continue
                 real = os.path.realpath(e.path)
                 if real not in seen: seen.add(real); todo.append((Path(e.path), depth + 1))
-            elif is_file and (extensions is None or os.path.splitext(e.name)[1].lower() in extensions): out.append(Path(e.path))
+            elif is_file and (extensions is None or os.path.splitext(e.name)[1].lower() in extensions):
+                if e.is_symlink() and os.path.commonpath([top, os.path.realpath(e.path)]) != top:   # file links too stay inside
+                    skipped.append(f"{show_path(e.path)} -> {show_path(os.path.realpath(e.path))}"); continue
+                out.append(Path(e.path))
     if skipped:
         warnings.warn(f"Not followed under {show_path(root)} (links that leave the folder or loop, or unreadable folders): "
                       + ', '.join(skipped[:5]) + (f" and {len(skipped)-5} more" if len(skipped) > 5 else ''))
     return sorted(out)
+
+def image_inputs(inputs:list, # Image files and folders, as given on a command line
+                ) -> list:
+    "The image files of `inputs`: each file as given, each folder's `XRAY_EXTENSIONS` files (see `walk_files`); a clear error for a missing path or an empty folder"
+    files = []
+    for x in inputs:
+        p = Path(x).expanduser()
+        if not p.exists(): raise FileNotFoundError(f"No such image file or folder: {show_path(p)}")
+        if p.is_dir():
+            found = walk_files(p, XRAY_EXTENSIONS)   # regular files only; folder links followed only inside p
+            if not found: raise ValueError(f"No image files in folder {show_path(p)}")
+            files += found
+        else: files.append(regular_file(p))
+    return files

@@ -16,8 +16,8 @@ from .card import ModelCard, whole_file
 from .outputs import file_sha256 as _sha256
 
 # %% auto #0
-__all__ = ['DISCLAIMER', 'TTA_ZOOM', 'preprocess', 'tta_views', 'probs_from_logits', 'ModelFileError', 'Predictor',
-           'learner_card', 'save_covid_model', 'load_covid_model', 'export_onnx']
+__all__ = ['DISCLAIMER', 'TTA_ZOOM', 'MODEL_FILES', 'preprocess', 'tta_views', 'probs_from_logits', 'ModelFileError', 'Predictor',
+           'learner_card', 'nonfinite_weights', 'save_covid_model', 'is_model_path', 'load_covid_model', 'export_onnx']
 
 # %% ../nbs/13_inference.ipynb #43474698
 DISCLAIMER = "Research and teaching use only: not a medical device; no prediction here is a diagnosis."
@@ -198,6 +198,12 @@ def learner_card(learn, # A `Learner` from `covid_learner` or `train_covid_learn
     from covid_fastai.learner import find_card, data_card
     return find_card(learn) or data_card(learn.dls)
 
+def nonfinite_weights(model, # A PyTorch model
+                     ) -> list:
+    "Names of the floating-point tensors of `model`'s state that hold a NaN or an infinity (a diverged training run)"
+    import torch
+    return [k for k, v in model.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
 def _versions():
     import torch, covid_fastai
     return dict(covid_fastai=covid_fastai.__version__, torch=torch.__version__, python=platform.python_version())
@@ -207,6 +213,9 @@ def save_covid_model(learn, # A trained `Learner` from `covid_learner` or `train
                     ) -> Path:
     "Save `learn` as `model.safetensors` (weights) and `model.json` (its model card, with its validation metrics) in `out`, each written whole or not at all"
     from safetensors.torch import save_model
+    bad = nonfinite_weights(learn.model)
+    if bad: raise ValueError(f"The model has NaN or infinite weights ({len(bad)} tensors, e.g. {bad[0]}): training diverged, so it is not saved; "
+                             f"train again with a lower learning rate")
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     card = learner_card(learn)
     with learn.no_bar(): vals = learn.validate()
@@ -220,6 +229,14 @@ def save_covid_model(learn, # A trained `Learner` from `covid_learner` or `train
 
 # %% ../nbs/13_inference.ipynb #10e24eb1
 _PICKLE_SUFFIXES = {'.pkl', '.pickle', '.pth', '.pt', '.bin'}
+MODEL_FILES = ('model.json', 'model.onnx', 'ensemble.json')  # What makes a folder a saved model (`load_covid_model` looks for them in this order)
+
+def is_model_path(p:str|Path, # A path given where a model or an image may stand
+                 ) -> bool:
+    "Whether `p` is something `load_covid_model` loads: a folder holding one of `MODEL_FILES`, one of those files, an `.onnx` or `.safetensors` file, or a pickle"
+    p = Path(p).expanduser()
+    if p.is_dir(): return any((p/f).is_file() for f in MODEL_FILES)
+    return p.is_file() and (p.name in MODEL_FILES or p.suffix.lower() in {'.onnx', '.safetensors'} | _PICKLE_SUFFIXES)
 
 def _inside_file(fn:Path, folder:Path, what:str) -> Path:
     "`fn` if it is a regular file inside `folder` (links included, when they stay inside); `ModelFileError` otherwise"
@@ -258,6 +275,8 @@ def _load_safe(p:Path) -> Predictor:
         msg = str(e).strip().splitlines()[0][:300]
         raise ModelFileError(f"{wfn} is not a valid weights file for the {card.arch} model with {card.n_out} classes "
                              f"(truncated, or saved from another model?): {msg}") from None
+    bad = nonfinite_weights(model)
+    if bad: raise ModelFileError(f"{wfn} holds NaN or infinite weights ({len(bad)} tensors, e.g. {bad[0]}): a diverged model, refused")
     pred = Predictor(_torch_run(model.eval()), card, model=model, backend='torch')
     pred.path = p.parent
     return pred
@@ -288,6 +307,7 @@ def load_covid_model(path:str|Path, # Safe model folder, its `model.json`/`model
     p = Path(path).expanduser()
     if not p.exists(): raise ModelFileError(f"No model at {p}")
     if not (p.is_dir() or p.is_file()): raise ModelFileError(f"{p} is not a regular file or folder")
+    if p.is_dir() and not is_model_path(p): raise ModelFileError(f"{p} holds no {', '.join(MODEL_FILES[:-1])} or {MODEL_FILES[-1]}: not a saved model")
     if (p/'ensemble.json').is_file() or p.name == 'ensemble.json':   # a folder of `save_ensemble`: its members, averaged
         from covid_fastai.ensemble import load_covid_ensemble
         return load_covid_ensemble(p, threads)

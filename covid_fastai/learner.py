@@ -21,7 +21,7 @@ __all__ = ['LOSSES', 'OPTIMIZERS', 'SCHEDULES', 'NamedAccumMetric', 'per_class_f
            'BalancedFocalLossFlat', 'SigmoidFocalLoss', 'SigmoidFocalLossFlat', 'covid_loss', 'covid_opt',
            'fit_schedule', 'on_gpu', 'cpu_has_amx', 'data_card', 'weights_source', 'ModelCardCallback', 'find_card',
            'PlainTensors', 'DeviceMixedPrecision', 'covid_learner', 'EpochLogger', 'quiet_progress', 'EpochLines',
-           'mixup_alpha', 'covid_callbacks', 'find_lr']
+           'TrainingDiverged', 'FailOnNaN', 'mixup_alpha', 'covid_callbacks', 'find_lr']
 
 # %% ../nbs/09_learner.ipynb #4274e292
 class NamedAccumMetric(AccumMetric):
@@ -351,7 +351,18 @@ class EpochLines(Callback):
         self.print_fn(f"  epoch {self.learn.epoch + 1}/{self.learn.n_epoch}: " + ', '.join(parts) + (f" ({vals['time']})" if 'time' in vals else ''))
 
 # %% ../nbs/09_learner.ipynb #5b779734
-def _comp(monitor): return np.less if 'loss' in monitor else np.greater
+class TrainingDiverged(ValueError):
+    "The training loss became NaN or infinite: the run failed, and nothing of it is saved"
+
+class FailOnNaN(TerminateOnNaNCallback):
+    "fastai's `TerminateOnNaNCallback`, but the run fails with a one-line `TrainingDiverged` instead of ending as if it had succeeded"
+    def after_batch(self):
+        if torch.isfinite(self.loss).all(): return
+        if any(isinstance(cb, LRFinder) for cb in self.learn.cbs): return super().after_batch()   # the finder ends where the loss blows up
+        where = f"epoch {self.epoch + 1}, {'training' if self.training else 'validation'} batch {self.iter + 1}"
+        lr = max(h['lr'] for h in self.opt.hypers) if self.training else None
+        raise TrainingDiverged(f"The {'training' if self.training else 'validation'} loss became {float(self.loss.detach()):g} at {where}"
+                               + (f" (learning rate {lr:.2g})" if lr is not None else '') + ": training diverged; lower the learning rate (lr) and train again. Nothing was saved")
 
 def mixup_alpha(alpha:float, # Alpha of the Beta distribution fastai's `MixUp` draws its mixing weights from
                ) -> float:
@@ -366,11 +377,11 @@ def covid_callbacks(save_best:str|None=None, # Metric to keep the best epoch by 
                     fname:str='best', # Name of the saved best model (under the Learner's `model_dir`)
                     mixup:float=0., # Alpha of fastai's `MixUp` (training images and labels mixed in pairs); 0: no mixup
                    ) -> list:
-    "Callbacks: best model by `save_best`, early stopping, `EpochLogger`, `MixUp`"
-    cbs = [EpochLogger(history)]
+    "Callbacks: `FailOnNaN`, best model by `save_best`, early stopping, `EpochLogger`, `MixUp` (fastai's trackers minimise names with 'loss' or 'error', maximise the rest)"
+    cbs = [FailOnNaN(), EpochLogger(history)]
     if mixup_alpha(mixup): cbs.append(MixUp(mixup))
-    if save_best: cbs.append(SaveModelCallback(monitor=save_best, comp=_comp(save_best), fname=fname))
-    if early_stop: cbs.append(EarlyStoppingCallback(monitor=monitor, comp=_comp(monitor), patience=early_stop))
+    if save_best: cbs.append(SaveModelCallback(monitor=save_best, fname=fname))
+    if early_stop: cbs.append(EarlyStoppingCallback(monitor=monitor, patience=early_stop))
     return cbs
 
 # %% ../nbs/09_learner.ipynb #34538b15

@@ -6,15 +6,19 @@ Docs: https://covid-fastai.github.io/covid-fastai/outputs.html.md"""
 
 # %% ../nbs/24_outputs.ipynb #24a00003
 from __future__ import annotations
-import codecs, os, shutil, tempfile
+import codecs, json, os, re, shutil, tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['NAME_ERRORS', 'whole_file', 'file_sha256', 'write_csv', 'write_text', 'OutputInUse', 'output_lock', 'whole_folder',
-           'output_folder']
+__all__ = ['NAME_ERRORS', 'MANIFEST', 'whole_file', 'file_sha256', 'write_csv', 'write_text', 'OutputInUse', 'output_lock',
+           'foreign_file', 'whole_folder', 'output_folder', 'check_outside']
 
 # %% ../nbs/24_outputs.ipynb #24a00006
+def _umask() -> int:
+    m = os.umask(0o22); os.umask(m); return m
+_UMASK = _umask()   # read once: files and folders written whole get the permissions any other would
+
 @contextmanager
 def whole_file(fn:str|Path, # The file to write
               ):
@@ -23,6 +27,7 @@ def whole_file(fn:str|Path, # The file to write
     fd, tmp = tempfile.mkstemp(dir=fn.parent, prefix=f'.{fn.name}.', suffix='.part'); os.close(fd)
     try:
         yield tmp
+        if os.path.isfile(tmp): os.chmod(tmp, 0o666 & ~_UMASK)   # as any file written here (`mkstemp` makes it private)
         os.replace(tmp, fn)
     finally: Path(tmp).unlink(missing_ok=True)
 
@@ -62,38 +67,89 @@ def write_text(fn:str|Path, # The file to write (whole or not at all)
 class OutputInUse(RuntimeError):
     "Another run is writing to the same output"
 
+MANIFEST = '.covid_fastai_files'  # Written into every output folder: the files the library put there (the only ones a later run may replace)
+
+def _leftovers(out:Path) -> list:
+    "Temporary folders and swapped-out results of runs into `out` that were killed before they could clean up"
+    pat = re.compile(rf'^\.{re.escape(out.name)}\.(?:[A-Za-z0-9_]{{8}}\.part|\d+\.old)$')
+    try: return sorted(p for p in out.parent.iterdir() if pat.match(p.name))
+    except OSError: return []
+
+def _clean_leftovers(out:Path, owner:str):
+    "Remove what a killed run into `out` left (its temporary folder); a result it had moved aside is put back if `out` is gone"
+    import warnings
+    left = _leftovers(out)
+    for p in left:
+        if p.name.endswith('.old') and not out.exists(): p.rename(out); continue   # killed mid-swap: the previous result comes back
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+    if left or owner:
+        warnings.warn(f"A covid-fastai run into {out}{f' (process {owner})' if owner else ''} was killed before it finished: "
+                      f"removed what it left ({', '.join(p.name for p in left) or 'its lock'})", stacklevel=3)
+
 @contextmanager
 def output_lock(out:str|Path, # The file or folder a run writes
                ):
-    "Hold an exclusive lock on `out` while the block runs; `OutputInUse` if another process holds it"
+    "Hold an exclusive lock on `out` while the block runs (`OutputInUse` if another process holds it); what a killed run into `out` left is cleaned first"
+    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
     try: import fcntl
     except ImportError: yield; return   # Windows: no lock
-    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
     lock = out.parent/f'.{out.name}.lock'
-    f = open(lock, 'a')
+    f = open(lock, 'a+')
     try:
         try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise OutputInUse(f"Another covid-fastai run is writing to {out} (it holds {lock}): wait for it to end, or choose another output") from None
+            f.seek(0); pid = f.read().strip()
+            raise OutputInUse(f"Another covid-fastai run is writing to {out} ({f'process {pid}, ' if pid else ''}holding {lock}): "
+                              f"wait for it to end, or choose another output") from None
+        f.seek(0); owner = f.read().strip()   # a previous holder's process id: it was killed before removing its lock
+        f.seek(0); f.truncate(); f.write(str(os.getpid())); f.flush()
+        _clean_leftovers(out, owner)
         try: yield
         finally: lock.unlink(missing_ok=True)
     finally: f.close()
 
-def _empty_or_has(d:Path, marker):
-    return not d.exists() or (d.is_dir() and (not any(d.iterdir()) or marker is None or (d/marker).exists()))
+def _entries(d:Path) -> list:
+    "Every file, link and folder under `d` as a relative POSIX path, folders ending with '/' (links are not followed)"
+    out = []
+    for root, dirs, files in os.walk(d):
+        r = Path(root).relative_to(d)
+        out += [f"{(r/n).as_posix()}/" for n in dirs if not (Path(root)/n).is_symlink()]
+        out += [(r/n).as_posix() for n in files + [n for n in dirs if (Path(root)/n).is_symlink()]]
+    return sorted(out)
+
+def foreign_file(out:str|Path, # An output folder
+                 marker:str|None=None, # A file every result of this kind has
+                ) -> str|None:
+    "The first file or folder in `out` that the library did not write there (`None` if every one is listed in its `MANIFEST`, or `out` is empty)"
+    out = Path(out)
+    if not out.exists(): return None
+    if not out.is_dir(): return '.'
+    have = _entries(out)
+    if not have: return None
+    try: mine = set(json.loads((out/MANIFEST).read_text()))
+    except (OSError, ValueError): mine = None
+    if not isinstance(mine, set): return marker if marker is not None and (out/marker).exists() and MANIFEST not in have else have[0]
+    mine |= {MANIFEST} | {p for f in mine for p in (f"{q.as_posix()}/" for q in Path(f).parents if q != Path('.'))}
+    return next((e for e in have if e not in mine), None)
 
 @contextmanager
 def whole_folder(out:str|Path, # The folder a run writes
-                 marker:str|None=None, # A file every result of this kind has: a non-empty `out` without it is never replaced
+                 marker:str|None=None, # A file every result of this kind has (named in the error about a folder that is not one)
                 ):
-    "Yield a new temporary folder beside `out`; it replaces `out` only if the block succeeds, else it is removed and `out` is left as it was"
+    "Yield a new temporary folder beside `out`; it replaces `out` only if the block succeeds, else it is removed and `out` is left as it was. A non-empty `out` is replaced only when every file in it was written by the library (its `MANIFEST`): nothing else is ever deleted"
     out = Path(out)
     if out.exists() and not out.is_dir(): raise FileExistsError(f"{out} is a file: the output must be a folder")
-    if not _empty_or_has(out, marker):
-        raise FileExistsError(f"{out} exists and is not a previous result (it has no {marker}): choose a new folder, nothing in it is replaced")
+    bad = foreign_file(out, marker)
+    if bad is not None:
+        why = (f"it is a result of an older covid-fastai, with no record of its files ({MANIFEST})" if bad == marker
+               else f"it holds {bad}, which covid-fastai did not write there")
+        raise FileExistsError(f"{out} exists and {why}: choose a new folder, or move its files away; nothing in it is replaced or deleted")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.part', dir=out.parent))
-    try: yield tmp
+    try:
+        yield tmp
+        write_text(tmp/MANIFEST, json.dumps([e for e in _entries(tmp) if not e.endswith('/')], indent=0))
+        os.chmod(tmp, 0o777 & ~_UMASK)   # as any folder made here (`mkdtemp` makes it private)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
     old = out.with_name(f'.{out.name}.{os.getpid()}.old') if out.exists() else None
@@ -107,3 +163,17 @@ def output_folder(out:str|Path, # The folder a run writes
                  ):
     "`output_lock` and `whole_folder` together: the temporary folder to fill"
     with output_lock(out), whole_folder(out, marker) as tmp: yield tmp
+
+# %% ../nbs/24_outputs.ipynb #e50c0fd5
+def check_outside(out:str|Path, # An output file or folder
+                  inputs:list, # Input files and folders (e.g. `data_roots(path)`)
+                  what:str='output', # What `out` is, for the message
+                 ) -> Path:
+    "`out` resolved, if it is neither one of `inputs`, nor inside an input folder, nor a folder holding an input; else a one-line `ValueError`"
+    o = Path(out).expanduser().resolve()
+    for i in inputs:
+        i = Path(i).expanduser().resolve()
+        if o == i or (i.is_dir() and i in o.parents):
+            raise ValueError(f"The {what} {o} would be written inside the input {i}: choose another path, inputs are never modified")
+        if o in i.parents: raise ValueError(f"The {what} {o} holds the input {i}: choose another path, inputs are never modified")
+    return o

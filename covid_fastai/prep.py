@@ -12,19 +12,16 @@ from PIL import Image, ImageOps
 from .images import *
 from .data import Layout, AUGMENTED_CSV
 from .check import _unreadable_error
-from .outputs import output_folder, write_csv, write_text
+from .outputs import output_folder, write_csv, write_text, whole_file, check_outside
 
 # %% auto #0
 __all__ = ['CACHE_INFO', 'cache_name', 'resize_xray', 'resize_xrays', 'augment_image', 'augment_folder', 'cached_layout']
 
 # %% ../nbs/05_prep.ipynb #5f6459c9
 def _check_dest(src, dest):
-    src, dest = Path(src).expanduser().resolve(), Path(dest).expanduser().resolve()
+    src = Path(src).expanduser().resolve()
     if not src.is_dir(): raise FileNotFoundError(f"Source folder not found: {src}")
-    if dest == src or src in dest.parents or dest in src.parents:
-        raise ValueError(f"The destination {dest} must be outside the source folder {src} (and not contain it): "
-                         f"derived images never go into the dataset folder")
-    return src, dest
+    return src, check_outside(dest, [src], 'destination')   # derived images never go into the dataset folder
 
 # %% ../nbs/05_prep.ipynb #25342e17
 def cache_name(fn, # Source image file
@@ -54,14 +51,20 @@ def resize_xray(fn, # Source image
     except ImageReadError as e: return str(e)
     w, h = im.size
     if max(w, h) > size: im = im.resize((max(1, round(w*size/max(w, h))), max(1, round(h*size/max(w, h)))), resample=resample)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + '.part')
-    im.save(tmp, format='JPEG' if out.suffix.lower() in ('.jpg', '.jpeg') else 'PNG', quality=95)
-    tmp.replace(out)
+    with whole_file(out) as tmp: im.save(tmp, format='JPEG' if out.suffix.lower() in ('.jpg', '.jpeg') else 'PNG', quality=95)
     return 'done'
 
 # %% ../nbs/05_prep.ipynb #dbf58bca
 CACHE_INFO = '.covid_fastai_cache.json'  # Written into a cache folder: the size, filter, window and source its copies were made with
+
+_CACHE_SUFFIXES = ('.png', '.jpg', '.jpeg')   # what `cache_name` writes
+
+def _empty_cache(dest:Path):
+    "Remove the copies `resize_xrays` wrote into the cache `dest` (and the folders they leave empty); any other file stays"
+    for root, dirs, files in os.walk(dest, topdown=False):
+        for f in files:
+            if f.lower().endswith(_CACHE_SUFFIXES): (Path(root)/f).unlink()
+        if Path(root) != dest and not any(Path(root).iterdir()): Path(root).rmdir()
 
 def _cache_info(src, dest, size, resample, window, rebuild):
     "Check (or start) the record of how the copies in `dest` are made; refuse copies made another way unless `rebuild`"
@@ -75,8 +78,10 @@ def _cache_info(src, dest, size, resample, window, rebuild):
     if have is not None and have != want:
         diff = ', '.join(f"{k} {have.get(k)!r} (asked {v!r})" for k, v in want.items() if have.get(k) != v)
         if not rebuild: raise ValueError(f"The cache {dest} was made with {diff}: choose another cache folder, or rebuild it (rebuild=True, --rebuild)")
-    if rebuild and dest.exists() and (have is not None or any(dest.iterdir())):
-        for p in dest.iterdir(): shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    if rebuild and have is None and dest.exists() and any(dest.iterdir()):
+        raise ValueError(f"{dest} holds files but no {CACHE_INFO}: it is not a cache made by covid-fastai, and it is never emptied; "
+                         f"choose another (new or empty) cache folder")
+    if rebuild and have is not None and have != want: _empty_cache(dest)
     dest.mkdir(parents=True, exist_ok=True)
     write_text(f, json.dumps(want, indent=1))   # first: an interrupted run resumes with the same settings
 
@@ -165,7 +170,10 @@ def cached_layout(lay:Layout, # Layout whose files are under `lay.path`
                   window:str|tuple|None=None, # DICOM window
                  ) -> Layout:
     "A copy of `lay` pointing at downscaled copies of its images in `cache`, made by `resize_images` if missing"
-    res = resize_xrays(lay.path, cache, size=size, files=lay.df.fname.tolist(), window=window)
+    files = lay.df.fname.tolist()
+    src = Path(lay.path).resolve()   # a table may list files outside its own folder: then their common folder is the source
+    if not all(src in Path(f).resolve().parents for f in files): src = Path(os.path.commonpath([str(Path(f).resolve().parent) for f in files]))
+    res = resize_xrays(src, cache, size=size, files=files, window=window)
     ok = res.result.isin(['done', 'skipped']).values
     if not ok.all() and not skip_unreadable: raise _unreadable_error(res.fname[~ok].tolist(), lay.path)
     return lay.new(lay.df.assign(fname=res.dest.values)[ok], path=Path(cache))

@@ -16,7 +16,7 @@ from .calibration import calibrate_learner
 from .evaluation import Evaluation, test_layout, as_predictor
 from .plots import *
 from .cam import cam_overlay  # also adds `Predictor.heatmaps`
-from .outputs import output_folder, write_csv, write_text
+from .outputs import output_folder, write_csv, write_text, check_outside
 
 # %% auto #0
 __all__ = ['evaluate', 'write_report', 'report_html']
@@ -76,10 +76,8 @@ def evaluate(model, # A trained `Learner`, a `Predictor`, an `Ensemble`, or a sa
     pred, learn, calib = _as_predictor(model, calibrate)
     if tta is not None: pred = as_predictor(pred, tta)
     lay = test_layout(test, check_files=not skip_unreadable, **kwargs)   # missing files are skipped like unreadable ones
-    out = Path(out).expanduser().resolve()
-    data = Path(lay.path).expanduser().resolve()
-    if out == data or data in out.parents:
-        raise ValueError(f"The report folder {out} is inside the test data folder {data}: choose another folder, the data is never written to")
+    from covid_fastai.data import data_roots
+    out = check_outside(out, data_roots(lay), 'report folder')   # the data is never written to
     ev = Evaluation.from_model(pred, lay, label_map=label_map, skip_unreadable=skip_unreadable, bs=bs, progress=progress)
     with output_folder(out, 'report.html') as tmp:   # the report appears whole, or the previous one stays
         write_report(ev, tmp, n_boot=n_boot, seed=seed, cam=cam, n_top=n_top, n_sample=n_sample, n_cam=n_cam, title=title,

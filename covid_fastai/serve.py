@@ -16,7 +16,7 @@ from .inference import load_covid_model, Predictor, DISCLAIMER
 
 # %% auto #0
 __all__ = ['IMAGE_FORMATS', 'MAX_FIELDS', 'MAX_FIELD_BYTES', 'LARGE_PIXELS', 'UploadError', 'read_upload', 'check_image',
-           'calibration_note', 'predict_upload', 'create_app', 'serve']
+           'calibration_note', 'predict_upload', 'check_serve_options', 'create_app', 'serve']
 
 # %% ../nbs/21_serve.ipynb #801b4315
 class UploadError(ValueError):
@@ -101,16 +101,17 @@ def predict_upload(pred:Predictor, # The model
                   ) -> dict:
     "Prediction for one uploaded image: label, probabilities, and the image with its heatmap as PNG data URIs"
     kind = check_image(data)
+    if explain is not None and explain not in pred.vocab: raise UploadError(400, f"Unknown class {explain!r} to explain: one of {pred.vocab}")
     w, h, n = image_dims(io.BytesIO(data))
     with _DECODES if w * h * n > LARGE_PIXELS else _NO_LIMIT:   # a bounded number of large decodes at once
-        try: im = load_xray(io.BytesIO(data))
+        # the picture shown, as the model sees it (read at the model's scale, cropped, equalized); reading it also checks the file decodes
+        try: shown = pred.image(data) if hasattr(pred, 'image') else load_xray(io.BytesIO(data))
         except ImageReadError as e: raise UploadError(400, f"Corrupt or unreadable {kind} image: {str(e).split(': ', 1)[-1]}") from None
     lock = lock or threading.Lock()
-    with lock:
-        p = pred.predict_proba([im])[0]
-        if explain is not None and explain not in pred.vocab: raise UploadError(400, f"Unknown class {explain!r} to explain: one of {pred.vocab}")
-        hm = pred.heatmaps([im], targets=None if explain is None else [explain], method=cam)[0] if heatmap and pred.model is not None else None
-    shown = (pred.image(im) if hasattr(pred, 'image') else im).copy(); shown.thumbnail((view, view))   # as the model saw it (cropped, equalized)
+    with lock:   # the bytes go through the one preprocessing function of every entry point (`Predictor.preprocess`), as a file would
+        p = pred.predict_proba([data])[0]
+        hm = pred.heatmaps([data], targets=None if explain is None else [explain], method=cam)[0] if heatmap and pred.model is not None else None
+    shown = shown.copy(); shown.thumbnail((view, view))
     out = dict(predicted=pred.decode(p[None])[0], probability=float(p.max()),
                probabilities={c: float(v) for c, v in zip(pred.vocab, p)}, image_type=kind, image=_png_uri(shown),
                model=dict(arch=pred.meta.get('arch'), classes=pred.vocab, backend=pred.backend, size=pred.size, temperature=pred.card.temperature),
@@ -198,17 +199,34 @@ def _page(pred, max_mb, cam_on=True):
     icon = Link(rel='icon', href='favicon.svg', type='image/svg+xml')
     return '<!DOCTYPE html>' + to_xml(Html(Head(Meta(charset='utf-8'), Title('covid-fastai'), icon, Style(_CSS)), body, lang='en'))
 
+def check_serve_options(max_mb:float=20., # Largest accepted upload in MB: > 0
+                        cam:str='gradcam', # 'gradcam', 'gradcam++' or 'none'
+                        port:int|None=None, # A port to listen on, 0-65535 (not checked if `None`)
+                        max_queue:int=32, # Uploads accepted at once: >= 1
+                        workers:int=2, # Prediction threads: >= 1
+                       ):
+    "Refuse options `serve` cannot work with, in one line each, before the model is loaded"
+    import math
+    if not isinstance(max_mb, (int, float)) or not math.isfinite(max_mb) or max_mb <= 0: raise ValueError(f"max_mb={max_mb!r}: the largest upload must be a number of MB > 0 (--max-mb)")
+    if cam not in ('gradcam', 'gradcam++', 'none'): raise ValueError(f"cam={cam!r}: heatmaps are one of gradcam, gradcam++ or none (--cam)")
+    if port is not None and not 0 <= int(port) <= 65535: raise ValueError(f"port={port!r}: a port is 0-65535 (--port)")
+    if max_queue < 1 or workers < 1: raise ValueError(f"max_queue={max_queue!r}, workers={workers!r}: both must be at least 1")
+
 def create_app(model, # A `Predictor`, or a saved model path (safe folder or .onnx) loaded once here
                max_mb:float=20., # Largest accepted upload in MB
                cam:str='gradcam', # Heatmap method: 'gradcam', 'gradcam++' or 'none'
                allow_pickle:bool=False, # Allow a fastai pickle as model (it can run code)
                tta:bool|None=None, # Test-time augmentation (flips and a 10% zoom, averaged); `None`: as the model card says
+               max_queue:int=32, # Uploads accepted at once (being predicted or waiting); more are answered 503 with `Retry-After`
+               workers:int=2, # Threads decoding and predicting uploads (model calls themselves run one at a time)
               ):
-    "The web app: `/` (upload page), `POST /api/predict` (image -> JSON), `/health`"
+    "The web app: `/` (upload page), `POST /api/predict` (image -> JSON), `/health` (answered on the event loop, never behind queued predictions)"
     from fasthtml.common import FastHTML
     from starlette.responses import JSONResponse, HTMLResponse
-    from starlette.concurrency import run_in_threadpool
     from starlette.routing import Route
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+    check_serve_options(max_mb=max_mb, cam=cam, max_queue=max_queue, workers=workers)
     pred = model if isinstance(model, Predictor) else load_covid_model(model, allow_pickle=allow_pickle)
     if tta is not None and tta != pred.card.tta: pred = pred.with_card(tta=tta)
     if cam != 'none' and pred.model is not None: import covid_fastai.cam  # adds Predictor.heatmaps
@@ -216,28 +234,36 @@ def create_app(model, # A `Predictor`, or a saved model path (safe folder or .on
     page = _page(pred, max_mb, cam_on=cam != 'none' and pred.model is not None)
     app = FastHTML(default_hdrs=False, secret_key=os.urandom(16).hex())  # a key given: FastHTML writes no .sesskey file
 
+    # the cheap pages are coroutines (answered on the event loop); predictions run in their own small pool behind a bounded queue
     @app.get('/')
-    def index(): return HTMLResponse(page)
+    async def index(): return HTMLResponse(page)
 
     from starlette.responses import Response
     @app.get('/favicon.svg')
-    def favicon(): return Response(_FAVICON, media_type='image/svg+xml')
+    async def favicon(): return Response(_FAVICON, media_type='image/svg+xml')
 
     @app.get('/favicon.ico')   # what browsers ask for on their own
-    def favicon_ico(): return Response(_FAVICON, media_type='image/svg+xml')
+    async def favicon_ico(): return Response(_FAVICON, media_type='image/svg+xml')
 
+    health_info = dict(status='ok', model=pred.meta.get('arch'), classes=pred.vocab, backend=pred.backend)
     @app.get('/health')
-    def health(): return JSONResponse(dict(status='ok', model=pred.meta.get('arch'), classes=pred.vocab, backend=pred.backend))
+    async def health(): return JSONResponse(dict(health_info, queued=inflight[0], max_queue=max_queue))
 
+    pool, inflight = ThreadPoolExecutor(max_workers=workers, thread_name_prefix='covid-fastai-predict'), [0]
     async def api_predict(req):
+        if inflight[0] >= max_queue:   # checked and counted on the event loop: no lock needed
+            return JSONResponse(dict(error=f"Busy: {max_queue} uploads are being predicted; try again in a moment", disclaimer=DISCLAIMER),
+                                status_code=503, headers={'Retry-After': '1'})
+        inflight[0] += 1
         try:
             data = await read_upload(req.headers, req.stream(), limit)
             heat = req.query_params.get('heatmap', '0') in ('1', 'true', 'yes') and cam != 'none'   # only when asked for
-            out = await run_in_threadpool(predict_upload, pred, data, heat, lock, cam if cam != 'none' else 'gradcam', 320,
-                                          req.query_params.get('explain') or None)
+            out = await asyncio.get_running_loop().run_in_executor(pool, predict_upload, pred, data, heat, lock,
+                                                                   cam if cam != 'none' else 'gradcam', 320, req.query_params.get('explain') or None)
             return JSONResponse(out)
         except UploadError as e: return JSONResponse(dict(error=str(e), disclaimer=DISCLAIMER), status_code=e.status)
         except Exception as e: return JSONResponse(dict(error=f"Prediction failed: {type(e).__name__}: {e}"), status_code=500)
+        finally: inflight[0] -= 1
     # a plain Starlette route: FastHTML's own handlers parse the whole form before the handler runs, this one reads the body itself
     app.router.routes.insert(0, Route('/api/predict', api_predict, methods=['POST']))
     app.predictor = pred
@@ -253,7 +279,12 @@ def serve(model, # Saved model: safe folder (model.json + model.safetensors) or 
           tta:bool|None=None, # Test-time augmentation (flips and a 10% zoom, averaged); `None`: as the model card says
          ):
     "Run the web app with uvicorn until interrupted"
-    import uvicorn
+    import uvicorn, socket
+    check_serve_options(max_mb=max_mb, cam=cam, port=port)
+    try:   # a port in use fails here in one line, before the model is loaded (uvicorn would print its own text and exit 3)
+        with socket.create_server((host, port)): pass
+    except OSError as e: raise OSError(f"Cannot listen on {host}:{port}: {e.strerror or e} (another server on that port? choose one with --port)") from None
     app = create_app(model, max_mb=max_mb, cam=cam, allow_pickle=allow_pickle, tta=tta)
     print(f"Serving {app.predictor} on http://{host}:{port}  ({DISCLAIMER})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level='info', access_log=True)   # a line per request: client, request, status
+    uvicorn.run(app, host=host, port=port, log_level='info', access_log=True,   # a line per request: client, request, status
+                h11_max_incomplete_event_size=16 * 1024, limit_concurrency=512)   # request headers of at most 16 kB; connections beyond 512 get 503

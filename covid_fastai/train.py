@@ -20,6 +20,8 @@ from .models import *
 from .learner import *
 from .recipes import *
 from .distributed import *
+from .outputs import check_outside
+from .registry import lookup
 import warnings
 
 # %% ../nbs/12_train.ipynb #60f6e44b
@@ -31,6 +33,9 @@ def prepare_layout(src, # Data folder (one sub-folder per class, or train/, vali
     cfg = train_config(cfg, **kwargs)
     tkw = {} if cfg.label_delim is None else dict(label_delim=cfg.label_delim)   # (a table's option)
     lay = read_layout(src, patient_re=cfg.patient_re, check_files=not cfg.skip_unreadable, **tkw)  # a missing file is skipped like an unreadable one
+    roots = data_roots(lay)   # every folder the images live in: no output of the run goes into one
+    for what, p in (('cache folder', cfg.cache), ('history file', cfg.history), ('checkpoint folder (model_dir)', cfg.model_dir if cfg.save_best else None)):
+        if p is not None: check_outside(p, roots, what)
     if cfg.label_map is not None: lay = map_labels(lay, cfg.label_map)
     if cfg.cache is not None: lay = cached_layout(lay, cfg.cache, cfg.cache_size, skip_unreadable=cfg.skip_unreadable, window=cfg.window)
     if cfg.check: lay = checked_layout(lay, cfg.skip_unreadable)
@@ -68,7 +73,7 @@ def run_summary(learn:Learner, # The Learner about to be trained (its `dls.layou
     amp = first(c for c in learn.cbs if isinstance(c, MixedPrecision))
     fmt = 'float32' if amp is None else ('bfloat16' if 'bf16' in str(getattr(amp, 'amp_mode', '')).lower() else 'float16') + ' mixed precision'
     cl = ', channels-last' if cfg.channels_last is not False else ''
-    lines.append(f"Device: {dls.device}, {fmt}{cl}, data workers: {dls.train.num_workers}")
+    lines.append(f"Device: {dls.device}, {fmt}{cl}, data workers: {dls.train.fake_l.num_workers}")   # (fastai's `DataLoader.num_workers` counts the workers of one process: always 1)
     if is_distributed():
         n = num_distrib()
         lines.append(f"Processes: {n} (DistributedDataParallel), batch size {dls.bs} each ({dls.bs * n} per step), each trains on 1/{n} of every epoch")
@@ -104,6 +109,7 @@ def _train(path, cfg, spec, main, cbs):
                               loss_kwargs=lkw, opt=cfg.opt, mom=cfg.mom, head_sizes=cfg.head_sizes, head_dropout=cfg.head_dropout, train_bn=cfg.train_bn,
                               fp16=cfg.fp16, bf16=cfg.bf16, channels_last=cfg.channels_last, model_dir=cfg.model_dir,
                               cbs=covid_callbacks(save_best=cfg.save_best, early_stop=cfg.early_stop, history=cfg.history if main else None, mixup=cfg.mixup))
+    if cfg.save_best: lookup(cfg.save_best, ['train_loss', 'valid_loss'] + [m.name for m in learn.metrics], 'metric to keep the best epoch by (save_best)')
     recipe, epochs = cfg.recipe, cfg.epochs
     if not (cfg.pretrained or cfg.weights is not None):
         recipe, epochs = 'full', (cfg.freeze_epochs + epochs if isinstance(epochs, int) else epochs)
@@ -113,5 +119,7 @@ def _train(path, cfg, spec, main, cbs):
     if not cfg.quiet and main: print(run_summary(learn, cfg, recipe, epochs))
     with distributed_fit(learn):   # DistributedDataParallel when launched on several processes; after it each goes on alone
         fit_recipe(learn, recipe, epochs=epochs, lr=cfg.lr, freeze_epochs=cfg.freeze_epochs, schedule=cfg.schedule, cbs=cbs)
+    # the best epoch is loaded: fastai's tracker would otherwise run (and save a checkpoint) at every later `validate`
+    if hasattr(learn, 'save_model'): learn.remove_cb(learn.save_model)
     if lay.test_items and main: learn.card.metrics['test'] = holdout_metrics(learn)
     return learn

@@ -112,6 +112,46 @@ def test_table_errors(table, tmp_path):
     with pytest.raises(FileNotFoundError, match='1 of 54 files .* missing'): table_layout(df, path=table.parent)
     with pytest.raises(FileNotFoundError, match='Label file not found'): table_layout(tmp_path/'nope.csv')
 
+def _labels_csv(tmp_path, labels, name='labels.csv', **cols):
+    "A table of one synthetic image per label (and extra columns), as a user would write it"
+    make_synthetic_xrays(tmp_path/'imgs', n_per_class=len(labels), classes=('x',), size=16)
+    files = sorted(get_xray_files(tmp_path/'imgs'))
+    df = pd.DataFrame(dict(path=[str(f.relative_to(tmp_path)) for f in files], label=labels, **cols))
+    df.to_csv(tmp_path/name, index=False, sep='\t' if name.endswith('.tsv') else ',')
+    return tmp_path/name
+
+def test_labels_pandas_reads_as_missing_are_labels(tmp_path):
+    "A class named NA, None, null or nan is a class: never dropped as a missing value"
+    for word in ('NA', 'None', 'null', 'nan', 'N/A'):
+        lay = table_layout(_labels_csv(tmp_path/word, [word] * 10 + ['normal'] * 10))
+        assert lay.vocab == sorted([word, 'normal']) and len(lay.df) == 20, word
+
+def test_empty_label_is_an_error_naming_the_rows(tmp_path):
+    with pytest.raises(ValueError, match=r'rows 3, 5 have no label'): table_layout(_labels_csv(tmp_path, ['a', '', 'b', '', 'a', 'b']))
+
+def test_split_column_values(tmp_path):
+    "One typo, a blank, 'training' or 'dev' in a split column is an error naming the rows: the data is never silently re-split"
+    good = ['train', 'train', 'Valid', 'val', 'test', 'TRAIN']
+    lay = table_layout(_labels_csv(tmp_path/'ok', ['a', 'b'] * 3, split=good), split_col='split')
+    assert lay.df.split.tolist() == ['train', 'train', 'valid', 'valid', 'test', 'train'] and lay.is_split
+    for bad, row in (('tst', 6), ('', 3), ('training', 2), ('dev', 4)):
+        sp = list(good); sp[row - 2] = bad
+        with pytest.raises(ValueError, match=rf"rows {row} have split values '{bad}'"):
+            read_layout(_labels_csv(tmp_path/f'bad{row}', ['a', 'b'] * 3, split=sp))   # the column is found by its name
+
+def test_tsv_is_tab_separated(tmp_path):
+    lay = read_layout(_labels_csv(tmp_path, ['a, with comma', 'b'] * 3, name='labels.tsv', patient=['p1', 'p2', 'p3'] * 2))
+    assert lay.vocab == ['a, with comma', 'b'] and lay.df.patient.tolist() == ['p1', 'p2', 'p3'] * 2
+
+def test_latin1_table_fails_at_reading(tmp_path):
+    fn = _labels_csv(tmp_path, ['Pneumonía', 'normal'] * 3)
+    fn.write_bytes(fn.read_text().encode('latin-1'))
+    with pytest.raises(ValueError, match='not UTF-8 text.*save the table as UTF-8'): table_layout(fn)
+
+def test_blank_patient_is_no_patient(tmp_path):
+    lay = table_layout(_labels_csv(tmp_path, ['a', 'b'] * 2, patient=['p1', '', 'NA', 'p2']))
+    assert lay.df.patient.isna().tolist() == [False, True, False, False] and lay.df.patient[2] == 'NA'
+
 def test_covid_chestxray_metadata(tmp_path):
     make_synthetic_xrays(tmp_path/'raw', n_per_class=8, classes=('a', 'b'), size=32)
     (tmp_path/'images').mkdir()

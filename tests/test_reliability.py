@@ -75,7 +75,7 @@ def test_outputs_are_whole_or_left_as_they_were(model, tmp_path):
     r = cli('augment', broken, tmp_path/'aug', '--n-per-image', 1, '--skip-unreadable')
     assert len(list((tmp_path/'aug').rglob('*.png'))) == 36 and 'zz_bad.png' in r.stderr
     docs = tmp_path/'docs'; docs.mkdir(); (docs/'thesis.tex').write_text('years of work')
-    one_line_error(cli('evaluate', m, test, '--out', docs, ok=False), 'is not a previous result')
+    one_line_error(cli('evaluate', m, test, '--out', docs, ok=False), 'it holds thesis.tex, which covid-fastai did not write')
     assert (docs/'thesis.tex').read_text() == 'years of work'
     assert _leftovers(tmp_path) == []
 

@@ -169,7 +169,7 @@ def test_evaluate_bad_inputs(three_class, tmp_path):
     learn, test = three_class
     other = make_synthetic_xrays(tmp_path/'other', n_per_class=2, size=32, classes=('yes', 'no'))
     with pytest.raises(ValueError, match='label_map'): evaluate(learn, other, tmp_path/'r1', progress=False)
-    with pytest.raises(ValueError, match='inside the test data'): evaluate(learn, test, Path(test)/'report', progress=False)
+    with pytest.raises(ValueError, match='would be written inside the input'): evaluate(learn, test, Path(test)/'report', progress=False)
     assert not (Path(test)/'report').exists()
     bad = make_synthetic_xrays(tmp_path/'bad', n_per_class=3, size=48, classes=('COVID-19', 'Normal', 'Pneumonia'))
     (bad/'Normal'/'broken.png').write_text('not an image')

@@ -147,3 +147,60 @@ def test_serves_an_ensemble_folder(three_class, tmp_path):
     assert r.status_code == 200 and j['heatmap'] is None and 'not a medical device' in j['disclaimer'].lower()
     p = app.predictor.members[0].predict_proba([str(img)])[0]      # both members are the same model: the average is the model
     assert np.allclose([j['probabilities'][c] for c in app.predictor.vocab], p, atol=1e-5)
+
+def test_upload_predicts_as_a_file_does(three_class, tmp_path):
+    "was: the web app decoded an upload at full scale while files are read at the model's scale (JPEG draft) before CLAHE: classes flipped"
+    from starlette.testclient import TestClient
+    from covid_fastai.inference import load_covid_model
+    from covid_fastai.serve import create_app
+    learn, test = three_class
+    save_covid_model(learn, tmp_path/'model')
+    pred = load_covid_model(tmp_path/'model').with_card(preprocess='clahe')
+    jpgs = []
+    for i, f in enumerate(sorted(Path(test).rglob('*.png'))[::4]):   # large JPEGs: read at 1/2 or 1/4 scale for a 64 px model
+        jpgs.append(tmp_path/f'x{i}.jpg'); Image.open(f).convert('RGB').resize((320 + 32 * i, 300)).save(jpgs[-1], quality=92)
+    files = pred.predict_proba([str(j) for j in jpgs])
+    with TestClient(create_app(pred, cam='none')) as c:
+        for j, p in zip(jpgs, files):
+            r = c.post('/api/predict', files={'image': (j.name, j.read_bytes(), 'image/jpeg')}).json()
+            assert np.allclose([r['probabilities'][k] for k in pred.vocab], p, atol=1e-5), (r['probabilities'], p)
+    assert np.allclose(pred.predict_proba([j.read_bytes() for j in jpgs]), files, atol=1e-5)
+
+def test_full_queue_answers_503_and_health_stays_fast(three_class, tmp_path):
+    "was: /health waited behind ~40 queued uploads in the same thread pool"
+    import threading
+    from starlette.testclient import TestClient
+    from covid_fastai.inference import Predictor
+    from covid_fastai.serve import create_app
+    learn, test = three_class
+    pred, gate, entered = Predictor.from_learner(learn), threading.Event(), threading.Event()
+    run = pred.run
+    def slow(x): entered.set(); gate.wait(30); return run(x)
+    pred.run = slow
+    img = sorted(Path(test).rglob('*.png'))[0].read_bytes()
+    with TestClient(create_app(pred, cam='none', max_queue=1, workers=1)) as c:
+        first = ThreadPoolExecutor(1).submit(c.post, '/api/predict', files={'image': ('x.png', img, 'image/png')})
+        assert entered.wait(30)
+        t = time.perf_counter(); h = c.get('/health')
+        assert h.status_code == 200 and h.json()['queued'] == 1 and time.perf_counter() - t < 5
+        busy = c.post('/api/predict', files={'image': ('x.png', img, 'image/png')})
+        assert busy.status_code == 503 and busy.headers['retry-after'] == '1' and 'Busy' in busy.json()['error']
+        gate.set()
+        assert first.result(60).status_code == 200
+        assert c.post('/api/predict', files={'image': ('x.png', img, 'image/png')}).status_code == 200   # free again
+
+@pytest.mark.parametrize('args,msg', [(['--cam', 'bogus'], "cam='bogus': heatmaps are one of gradcam, gradcam++ or none"),
+                                      (['--max-mb', '-1'], 'max_mb=-1.0: the largest upload must be a number of MB > 0')])
+def test_serve_options_checked_at_start(three_class, tmp_path, args, msg):
+    learn, _ = three_class
+    save_covid_model(learn, tmp_path/'model')
+    r = subprocess.run(['covid-fastai', 'serve', str(tmp_path/'model'), '--port', str(_free_port()), *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+def test_serve_port_in_use_is_one_line(three_class, tmp_path):
+    learn, _ = three_class
+    save_covid_model(learn, tmp_path/'model')
+    with socket.create_server(('127.0.0.1', 0)) as s:
+        port = s.getsockname()[1]
+        r = subprocess.run(['covid-fastai', 'serve', str(tmp_path/'model'), '--port', str(port)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and f'Cannot listen on 127.0.0.1:{port}' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
