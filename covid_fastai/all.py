@@ -1,6 +1,7 @@
 "`from covid_fastai.all import *`: fastai's vision API and every covid-fastai module (written by hand, like fastai's own `all.py`: nbdev export would give it an empty `__all__`)."
 from fastai.vision.all import *
 from .registry import *
+from .core import *
 from .imread import *
 from .images import *
 from .data import *
@@ -20,6 +21,7 @@ from .metrics import *
 from .calibration import *
 from .evaluation import *
 from .ensemble import *
+from .presets import *
 from .cam import *
 from .plots import *
 from .report import *

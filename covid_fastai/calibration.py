@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 from .metrics import targets_matrix
-from .inference import probs_from_logits
+from .core import probs_from_logits, nll
 
 # %% auto #0
 __all__ = ['calibration_bins', 'expected_calibration_error', 'fit_temperature', 'calibrate_learner']
@@ -43,10 +43,7 @@ def expected_calibration_error(y, probs:np.ndarray, multi_label:bool=False, n_bi
     return float((d['count'] * (d.accuracy - d.confidence).abs()).sum() / d['count'].sum())
 
 # %% ../nbs/15_calibration.ipynb #5c4428b3
-def _nll(logits, Y, multi_label, t):
-    p = np.clip(probs_from_logits(logits, multi_label, t).astype(np.float64), 1e-12, 1 - 1e-12)
-    if multi_label: return float(-(Y * np.log(p) + (1 - Y) * np.log(1 - p)).mean())
-    return float(-np.log((p * Y).sum(1)).mean())
+def _nll(logits, Y, multi_label, t): return float(nll(probs_from_logits(logits, multi_label, t), Y, multi_label).mean())
 
 def fit_temperature(logits:np.ndarray, # Validation logits `(n, n_classes)` (before softmax/sigmoid)
                     y, # Validation labels (class indices, or a 0/1 matrix for multi-label)

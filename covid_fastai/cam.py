@@ -66,17 +66,3 @@ def cam_overlay(img, # The image: PIL, or `(h, w, 3)` array in 0-255 or 0-1
     if heatmap.shape != (h, w):
         heatmap = np.asarray(Image.fromarray(heatmap.astype(np.float32), 'F').resize((w, h), Image.BILINEAR))
     return show_cam_on_image(a, np.clip(heatmap, 0, 1), use_rgb=True, image_weight=1 - alpha)
-
-# %% ../nbs/18_cam.ipynb #4fc28dfa
-from .inference import Predictor
-from fastcore.basics import patch
-
-@patch
-def heatmaps(self:Predictor, imgs, # Image files, bytes, file objects or PIL images
-             targets:list|None=None, # Class to explain for each image (index or name); `None`: the predicted class
-             method:str='gradcam', # 'gradcam' or 'gradcam++'
-            ) -> np.ndarray:
-    "Grad-CAM heatmaps `(n, size, size)` of `imgs` (needs a PyTorch model, not ONNX)"
-    if self.model is None: raise ValueError(f"Heatmaps need a PyTorch model; {self} has none (ONNX): load the safe model folder instead")
-    if targets is not None: targets = [self.vocab.index(t) if isinstance(t, str) else int(t) for t in targets]
-    return heatmaps(self.model, self.preprocess(list(imgs)), targets, method)

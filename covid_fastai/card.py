@@ -13,10 +13,10 @@ from pathlib import Path
 from .outputs import whole_file  # the model files are written whole or not at all
 
 # %% auto #0
-__all__ = ['LABEL_DELIM', 'CARD_FORMAT', 'PRETRAINED_ON', 'ModelCard']
+__all__ = ['CARD_FORMAT', 'PRETRAINED_ON', 'ModelCard']
 
 # %% ../nbs/08_card.ipynb #02ab0461
-LABEL_DELIM = '|'  # The one separator of multi-label labels, in layouts, model cards, predictions and reports
+from .core import LABEL_DELIM   # (re-exported for `from covid_fastai.card import LABEL_DELIM`)
 CARD_FORMAT = 'covid-fastai/2'
 PRETRAINED_ON = {}  # Backbone name -> the data sets its pretrained weights were trained on (filled by `register_arch`)
 
@@ -42,6 +42,7 @@ class ModelCard:
     loss: str|None = None         # Loss name in `LOSSES`
     recipe: dict = field(default_factory=dict)   # How it was trained: recipe name, stages, epochs, learning rates, optimizer, ...
     split: dict = field(default_factory=dict)    # How the data was split: method, grouping, seed, counts per split and class
+    data: dict|None = None        # The training data as it was given, before any cache: name, kind, file count, fingerprint (`data_source`)
     metrics: dict = field(default_factory=dict)  # 'valid' and 'test' metrics
     versions: dict = field(default_factory=dict) # covid-fastai, torch, Python versions at save time
     weights_sha256: str|None = None # SHA-256 of `model.safetensors`, checked when it is loaded
@@ -103,6 +104,7 @@ class ModelCard:
         if self.preprocess is not None:
             from covid_fastai.imread import PREPROCESS
             if self.preprocess not in PREPROCESS: bad('preprocess', f"must be one of {', '.join(PREPROCESS)}")
+        if self.data is not None and not isinstance(self.data, dict): bad('data', 'must be a record of the training data (name, kind, n_files, fingerprint)')
         p = self.pretrained_on
         if p is not None and not (isinstance(p, list) and all(isinstance(x, str) for x in p)): bad('pretrained_on', 'must be a list of data set names')
         if self.weights_sha256 is not None and not (isinstance(self.weights_sha256, str) and len(self.weights_sha256) == 64):
@@ -127,10 +129,8 @@ class ModelCard:
     def decode(self, probs, # Probabilities `(n, n_classes)`
               ) -> list:
         "Predicted label of each row of `probs`: the most probable class, or the classes over `thresh` joined by `label_delim`"
-        import numpy as np
-        probs = np.asarray(probs)
-        if self.multi_label: return [self.label_delim.join(self.classes[j] for j in np.flatnonzero(p > self.thresh)) for p in probs]
-        return [self.classes[j] for j in probs.argmax(1)]
+        from covid_fastai.core import decode_probs
+        return decode_probs(probs, self.classes, self.multi_label, self.thresh, self.label_delim)
 
     def summary(self) -> str:
         "One paragraph describing the model and how it was made (for reports)"
@@ -138,6 +138,7 @@ class ModelCard:
         parts = [f"{self.arch or 'model'} ({self.weights or 'weights unknown'}), classes {', '.join(self.classes)}",
                  f"{self.size} px" + (f", DICOM window {self.window}" if self.window else '') + (f", preprocessing {self.preprocess}" if self.preprocess else '')]
         if self.pretrained_on: parts.append(f"pretrained on {', '.join(self.pretrained_on)}")
+        if self.data: parts.append(f"trained on {self.data.get('name')} ({self.data.get('n_files')} images, fingerprint {self.data.get('fingerprint')})")
         if r: parts.append('recipe ' + ', '.join(f"{k} {v}" for k, v in r.items() if v is not None))
         if s: parts.append('split ' + ', '.join(f"{k} {v}" for k, v in s.items() if k != 'counts' and v is not None))
         if self.multi_label: parts.append(f"multi-label, threshold {self.thresh}")

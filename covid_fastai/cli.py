@@ -148,7 +148,6 @@ def covid_fastai_train(
                     from covid_fastai.calibration import calibrate_learner
                     c = calibrate_learner(learn)
                     print(f"Temperature {c['temperature']:.3f}: validation ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}")
-                learn.card.recipe['data'] = Path(path).name
                 cfg = learn.card.recipe.get('config') or {}
                 if cfg.get('history') == str(tmp/'history.csv'): cfg['history'] = 'history.csv'   # in the model folder, not the temporary one
                 if cfg.get('model_dir') == str(tmp/'checkpoints'): cfg['model_dir'] = 'checkpoints'
@@ -171,7 +170,7 @@ def _report_set(lay):
 
 def _train_ensemble(path, outp, quality, report, kwargs):
     "`covid-fastai train --quality Q`: the preset's members trained on one split and saved in OUT as one ensemble folder, with a report"
-    from covid_fastai.ensemble import quality_members, train_covid_ensemble
+    from covid_fastai.presets import quality_members, train_covid_ensemble
     from covid_fastai.inference import DISCLAIMER
     from covid_fastai.outputs import output_folder
     from covid_fastai.learner import EpochLines

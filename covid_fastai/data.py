@@ -11,14 +11,14 @@ from dataclasses import dataclass, replace
 from fastai.vision.all import *
 from sklearn.model_selection import train_test_split, StratifiedGroupKFold, GroupShuffleSplit
 from .images import *
-from .card import LABEL_DELIM
+from .core import LABEL_DELIM
 from .registry import lookup
 
 # %% auto #0
 __all__ = ['NIH_PATIENT_RE', 'AUGMENTED_CSV', 'BINARY_INFECTED', 'BINARY_COVID', 'TABLE_SUFFIXES', 'SPLIT_VALUES',
            'SPLIT_METHODS', 'Layout', 'patient_from_name', 'names_look_grouped', 'augmented_origins', 'group_ids',
            'folder_layout', 'map_labels', 'is_table', 'read_table_file', 'table_layout', 'chestxray_3class',
-           'covid_chestxray_layout', 'split_layout', 'patient_overlap', 'read_layout', 'data_roots']
+           'covid_chestxray_layout', 'split_layout', 'patient_overlap', 'read_layout', 'data_source', 'data_roots']
 
 # %% ../nbs/03_data.ipynb #a2a8eb8f
 @dataclass
@@ -31,6 +31,7 @@ class Layout:
     grouping: str|None = None  # Where the patient ids come from: a column, a file-name pattern, augmented copies' originals
     split_method: str|None = None  # How `split` was made: 'folders', 'column', 'patient', 'stratified' or 'random'
     split_seed: int|None = None # Seed of the split
+    source: dict|None = None   # The data as it was given, before any cache: see `data_source` (kept in the model card)
 
     def new(self, df:pd.DataFrame, **kwargs) -> Layout:
         "A copy of this layout with another table (and any other field changed)"
@@ -89,17 +90,17 @@ _SPLIT_DIRS = dict(train=('train',), valid=('valid', 'val', 'validation'), test=
 
 _NOT_DATA = {'.ipynb_checkpoints', '__pycache__', '.git', '__MACOSX', '.Trash'}   # hidden folders skipped without a word
 
-def _subdirs(path):
-    "The sub-folders of `path` that hold classes or splits: hidden ('.x') and private ('_x') folders are skipped, with a warning naming them"
+def _subdirs(path, warn_hidden:bool=False):
+    "The sub-folders of `path` that hold classes or splits: hidden ('.x') and private ('_x') folders are skipped (with `warn_hidden`, with a warning naming them)"
     subs = sorted(d for d in Path(path).iterdir() if d.is_dir())
     hidden = [d.name for d in subs if d.name.startswith(('.', '_')) and d.name not in _NOT_DATA]
-    if hidden: warnings.warn(f"Skipped the hidden folder(s) {', '.join(hidden[:5])} in {show_path(path)}: rename them (no leading '.' or '_') "
+    if hidden and warn_hidden: warnings.warn(f"Skipped the hidden folder(s) {', '.join(hidden[:5])} in {show_path(path)}: rename them (no leading '.' or '_') "
                              f"if they hold a class", stacklevel=3)
     return [d for d in subs if not d.name.startswith(('.', '_'))]
 
 def _class_files(folder:Path, what:str='data folder'):
     "Map each class sub-folder of `folder` to its image files; fail on fewer than two classes or an empty class"
-    classes = {d.name: get_xray_files(d) for d in _subdirs(folder)}
+    classes = {d.name: get_xray_files(d) for d in _subdirs(folder, warn_hidden=True)}
     found = {k: len(v) for k, v in classes.items()}
     if len(classes) < 2:
         raise ValueError(f"The {what} {folder} must hold at least two class folders (e.g. covid/ and normal/), "
@@ -447,6 +448,22 @@ def _image_dirs(fnames, base) -> set:
         if d == base or d in base.parents: continue
         if d.parent != d.parent.parent and d.parent != Path.home().absolute(): out.add(d.parent)
     return out
+
+def data_source(src, # What the user gave: a data folder, a CSV file, a DataFrame or a `Layout`
+                lay:Layout, # Its layout, as read (before any cache)
+               ) -> dict:
+    "The data as given, for the model card: its name (a folder or table, never a cache), kind, file count and a fingerprint of the sorted relative paths and sizes"
+    import hashlib
+    kind = 'DataFrame' if isinstance(src, pd.DataFrame) else 'Layout' if isinstance(src, Layout) else 'table' if is_table(src) else 'folder'
+    base = Path(os.path.abspath(lay.path))
+    h = hashlib.sha256()
+    for f in sorted(os.path.abspath(f) for f in lay.df.fname):
+        rel = os.path.relpath(f, base) if f.startswith(str(base) + os.sep) else f
+        try: size = os.path.getsize(f)
+        except OSError: size = -1
+        h.update(f"{rel}\t{size}\n".encode('utf-8', 'surrogateescape'))
+    name = show_path(Path(src).name) if kind in ('folder', 'table') else (show_path(Path(lay.path).name) if kind == 'Layout' else 'DataFrame')
+    return dict(name=name, kind=kind, n_files=len(lay.df), fingerprint=h.hexdigest()[:16])
 
 def _outermost(folders) -> list:
     "The folders of `folders` that are not inside another of them"

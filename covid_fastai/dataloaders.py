@@ -136,6 +136,6 @@ def covid_dls(lay:Layout, # A split `Layout` (from `split_layout`, or `prepare_l
     mean, std = (stats if stats is not None else ([0.] * 3, [1.] * 3))
     dls.card = ModelCard(classes=[str(c) for c in dls.vocab], size=int(size), mean=[float(m) for m in np.ravel(mean)],
                          std=[float(s) for s in np.ravel(std)], window=list(window) if isinstance(window, tuple) else window,
-                         multi_label=lay.multi_label, label_delim=lay.label_delim, split=lay.split_summary(),
+                         multi_label=lay.multi_label, label_delim=lay.label_delim, split=lay.split_summary(), data=lay.source,
                          preprocess=None if preprocess in (None, 'none') else preprocess)
     return dls

@@ -14,8 +14,7 @@ import pandas as pd
 from .evaluation import Evaluation, as_predictor, test_layout
 
 # %% auto #0
-__all__ = ['QUALITY_PRESETS', 'ensemble_weights', 'Ensemble', 'quality_members', 'member_names', 'train_covid_ensemble',
-           'save_ensemble', 'load_covid_ensemble']
+__all__ = ['ensemble_weights', 'Ensemble', 'save_ensemble', 'load_covid_ensemble']
 
 # %% ../nbs/17_ensemble.ipynb #c6999c0c
 def ensemble_weights(w, # One weight per member
@@ -125,55 +124,9 @@ class Ensemble:
             out.append(dict(model=name, accuracy=m['accuracy'], accuracy_ci=m.get('ci', {}).get('accuracy'), f1_score=m['macro_f1']))
         return pd.DataFrame(out)
 
-# %% ../nbs/17_ensemble.ipynb #3c684c1a
-import re
-from .registry import lookup
-
-QUALITY_PRESETS = {
-    'default': [{}],   # one model, `train_covid_learner`'s defaults
-    'best': [dict(arch='efficientnet_lite0'), dict(arch='efficientnet_lite1'), dict(arch='efficientnet_lite2')],   # the defaults on each
-}
-
-def quality_members(quality:str='best', # A name in `QUALITY_PRESETS`
-                   ) -> list:
-    "The settings of each member of the quality preset `quality` (dicts of `train_covid_learner` arguments)"
-    return [dict(m) for m in lookup(quality, QUALITY_PRESETS, 'quality preset')]
-
-def member_names(members:list, # Settings of each member
-                ) -> list:
-    "A short unique name per member: its backbone, and the settings that tell it apart from the others"
-    keys = [k for k in dict.fromkeys(k for m in members for k in m) if k != 'arch' and len({str(m.get(k)) for m in members}) > 1]
-    names = [re.sub(r'[^\w.=+-]', '_', '-'.join([str(m.get('arch', 'default'))] + [f"{k}{m[k]}" for k in keys if k in m])) for m in members]
-    return [n if names.count(n) == 1 else f"{n}-{i}" for i, n in enumerate(names)]
-
-# %% ../nbs/17_ensemble.ipynb #ea4c4190
+# %% ../nbs/17_ensemble.ipynb #369268cd
 import json
 from pathlib import Path
-from fastcore.meta import delegates
-from .train import prepare_layout, train_covid_learner
-
-@delegates(train_covid_learner, but=['cfg', 'cbs'])
-def train_covid_ensemble(path, # Data folder (one sub-folder per class, or train/, valid/ and optional test/), a CSV file, or a `Layout`
-                         quality:str='best', # Quality preset, a name in `QUALITY_PRESETS`
-                         members:list|None=None, # Settings of each member (dicts of `train_covid_learner` arguments) instead of a preset's
-                         out:str|Path|None=None, # Folder to save the ensemble in (a model folder per member and `ensemble.json`)
-                         cbs:list|None=None, # Extra callbacks for training each member
-                         **kwargs
-                        ) -> Ensemble:
-    "Train the members of a quality preset on one split of `path` and return their `Ensemble` (saved to `out` when given)"
-    specs = [dict(m) for m in members] if members is not None else quality_members(quality)
-    if not specs: raise ValueError("An ensemble needs at least one member")
-    lay = prepare_layout(path, **kwargs)   # read, relabel, cache, check and split once, for every member
-    learners, names, hist = [], member_names(specs), kwargs.get('history')
-    for i, (m, name) in enumerate(zip(specs, names)):
-        if not kwargs.get('quiet'): print(f"Member {i + 1} of {len(specs)}: {', '.join(f'{k}={v}' for k, v in m.items()) or 'the defaults'}")
-        h = {} if not hist else dict(history=str(Path(hist).with_name(f"{Path(hist).stem}_{name}{Path(hist).suffix}")))   # one history file each
-        # the layout is relabelled, cached, checked and split already: each member trains on it as it is (its own settings win)
-        learners.append(train_covid_learner(lay, cbs=cbs, **{**kwargs, **m, **h, 'label_map': None, 'cache': None, 'check': False}))
-    ens = Ensemble(learners, names=names)
-    ens.card.recipe['quality'] = quality if members is None else None
-    if out is not None: save_ensemble(ens, out)
-    return ens
 
 def save_ensemble(ens:Ensemble, # An ensemble of `Learner`s (as `train_covid_ensemble` returns)
                   out:str|Path, # Output folder: a model folder per member (`save_covid_model`) and `ensemble.json`

@@ -17,6 +17,7 @@ from .imread import ImageReadError
 from .metrics import classification_metrics, roc_curves, targets_matrix
 from .registry import lookup
 from .calibration import calibration_bins, expected_calibration_error
+from .core import nll, decode_probs
 
 # %% auto #0
 __all__ = ['XRAY_DATASETS', 'SAME_IMAGES', 'CI_METRICS', 'CLASS_METRICS', 'test_layout', 'map_probs', 'guess_datasets',
@@ -99,11 +100,6 @@ def pretraining_overlap(card:ModelCard, # The model card (its `pretrained_on` an
             for ds, why in guess_datasets(fnames, names).items() if SAME_IMAGES.get(ds, ds) in pre]
 
 # %% ../nbs/16_evaluation.ipynb #13c436a6
-def _item_losses(Y, probs, multi_label):
-    p = np.clip(np.asarray(probs, np.float64), 1e-7, 1 - 1e-7)
-    if multi_label: return -(Y * np.log(p) + (1 - Y) * np.log(1 - p)).mean(1)
-    return -np.log((p * Y).sum(1))
-
 def as_predictor(model, # A `Learner`, a `Predictor`, an `Ensemble`, or a saved model (folder, `model.json`, `.onnx`)
                  tta:bool|None=None, # Test-time augmentation on or off; `None`: as the model card says
                 ):
@@ -159,7 +155,7 @@ class Evaluation:
         from covid_fastai.images import inspect_images
         pred = as_predictor(model, tta)
         lay = test_layout(test, check_files=not skip_unreadable, **kwargs)  # missing files are skipped like unreadable ones
-        overlap = pretraining_overlap(pred.card, lay.df.fname.astype(str).tolist(), [test if isinstance(test, (str, Path)) else None, lay.path])
+        overlap = pretraining_overlap(pred.card, lay.df.fname.astype(str).tolist(), [test if isinstance(test, (str, Path)) else None, lay.path, (lay.source or {}).get('name')])
         for w in overlap: warn(w)
         df = lay.df[['fname', 'label']].copy()
         df['fname'] = df.fname.astype(str)
@@ -193,12 +189,11 @@ class Evaluation:
     @cached_property
     def decoded(self) -> list:
         "The predicted label of each image (classes over `thresh` joined by `label_delim` for multi-label)"
-        if self.multi_label: return [self.delim.join(self.classes[j] for j in np.flatnonzero(p > self.thresh)) for p in self.probs]
-        return [self.classes[j] for j in self.probs.argmax(1)]
+        return decode_probs(self.probs, self.classes, self.multi_label, self.thresh, self.delim)
     @cached_property
     def losses(self) -> np.ndarray:
         "The loss of each image (cross-entropy, or binary cross-entropy averaged over classes)"
-        return _item_losses(self.targets, self.probs, self.multi_label)
+        return nll(self.probs, self.targets, self.multi_label)
 
     @cached_property
     def table(self) -> pd.DataFrame:

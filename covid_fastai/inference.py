@@ -16,11 +16,11 @@ from .card import ModelCard, whole_file
 from .outputs import file_sha256 as _sha256
 
 # %% auto #0
-__all__ = ['DISCLAIMER', 'TTA_ZOOM', 'MODEL_FILES', 'preprocess', 'tta_views', 'probs_from_logits', 'ModelFileError', 'Predictor',
-           'learner_card', 'nonfinite_weights', 'save_covid_model', 'is_model_path', 'load_covid_model', 'export_onnx']
+__all__ = ['TTA_ZOOM', 'MODEL_FILES', 'preprocess', 'tta_views', 'ModelFileError', 'Predictor', 'learner_card',
+           'nonfinite_weights', 'save_covid_model', 'is_model_path', 'load_covid_model', 'export_onnx']
 
 # %% ../nbs/13_inference.ipynb #43474698
-DISCLAIMER = "Research and teaching use only: not a medical device; no prediction here is a diagnosis."
+from .core import DISCLAIMER   # (re-exported: `from covid_fastai.inference import DISCLAIMER` works as before)
 
 # %% ../nbs/13_inference.ipynb #14299a99
 def _as_pil(x, window=None, draft=None, preprocess=None) -> Image.Image:
@@ -73,15 +73,7 @@ def tta_views(x:np.ndarray, # A preprocessed batch `(n, 3, size, size)`
     z = _zoom(x)
     return [x, np.ascontiguousarray(x[..., ::-1]), z, np.ascontiguousarray(z[..., ::-1])]
 
-def probs_from_logits(logits:np.ndarray, # Model outputs `(n, n_classes)`
-                      multi_label:bool=False, # Sigmoid per class instead of softmax
-                      temperature:float=1., # Temperature (see `fit_temperature`): logits are divided by it
-                     ) -> np.ndarray:
-    "Class probabilities from logits: softmax (or sigmoid for multi-label) of `logits / temperature`"
-    z = np.asarray(logits, np.float64) / float(temperature)
-    if multi_label: return (1. / (1. + np.exp(-z))).astype(np.float32)
-    z = np.exp(z - z.max(1, keepdims=True))
-    return (z / z.sum(1, keepdims=True)).astype(np.float32)
+from .core import probs_from_logits   # (one definition, below training and inference)
 
 # %% ../nbs/13_inference.ipynb #cb085889
 class ModelFileError(ValueError):
@@ -154,6 +146,16 @@ class Predictor:
             views = tta_views(x) if self.card.tta else [x]
             out.append(np.mean([probs_from_logits(self.run(v), self.multi_label, self.temperature) for v in views], 0))
         return np.concatenate(out).astype(np.float32)
+
+    def heatmaps(self, imgs, # Image files, bytes, file objects or PIL images
+                 targets:list|None=None, # Class to explain for each image (index or name); `None`: the predicted class
+                 method:str='gradcam', # 'gradcam' or 'gradcam++'
+                ) -> np.ndarray:
+        "Grad-CAM heatmaps `(n, size, size)` of `imgs` (needs a PyTorch model, not ONNX; see `covid_fastai.cam.heatmaps`)"
+        if self.model is None: raise ValueError(f"Heatmaps need a PyTorch model; {self} has none (ONNX): load the safe model folder instead")
+        if targets is not None: targets = [self.vocab.index(t) if isinstance(t, str) else int(t) for t in targets]
+        from covid_fastai.cam import heatmaps
+        return heatmaps(self.model, self.preprocess(list(imgs)), targets, method)
 
     def with_card(self, **changes # Fields of the model card to change (e.g. `tta=True`)
                  ) -> 'Predictor':

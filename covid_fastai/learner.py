@@ -200,7 +200,7 @@ def find_card(learn:Learner, # Any `Learner`
               attach:bool=False, # Give a `Learner` without one a card made from its `DataLoaders` (`data_card`)
              ) -> ModelCard|None:
     "The model card a `Learner` keeps in its `ModelCardCallback` (`None` if it has none and not `attach`)"
-    cb = first(c for c in learn.cbs if isinstance(c, ModelCardCallback))
+    cb = getattr(learn, 'model_card', None)   # fastai sets each callback as an attribute of its Learner
     if cb is None and attach: learn.add_cb(cb := ModelCardCallback(data_card(learn.dls)))
     return cb.card if cb is not None else None
 
@@ -225,6 +225,7 @@ PlainTensors.__signature__ = inspect.Signature()   # no arguments (not fastai's 
 
 class DeviceMixedPrecision(MixedPrecision):
     "fastai's `MixedPrecision` on the device of the batches: float16 or bfloat16 on a GPU, bfloat16 on a CPU"
+    name = property(lambda self: 'mixed_precision')   # reached as `learn.mixed_precision`, as fastai's own
     def before_fit(self):
         super().before_fit()
         dev = torch.device(ifnone(self.dls.device, default_device())).type
@@ -289,7 +290,7 @@ class EpochLogger(Callback):
     def before_epoch(self): self._trained = False
     def before_train(self):
         "Count a stage at the first training phase of a `fit` (`validate` runs fit events without training; `lr_find` is skipped)"
-        if any(isinstance(cb, LRFinder) for cb in self.learn.cbs): return
+        if hasattr(self.learn, 'lr_finder'): return
         if self._new_fit: self.stage, self._new_fit = self.stage + 1, False
         self._trained = True
     def after_epoch(self):
@@ -307,7 +308,7 @@ class EpochLogger(Callback):
 @patch(as_prop=True)
 def history(self:Learner) -> pd.DataFrame:
     "Every epoch of every stage trained so far (from the `EpochLogger`; empty without one)"
-    log = first(c for c in self.cbs if isinstance(c, EpochLogger))
+    log = getattr(self, 'epoch_logger', None)
     return log.df if log is not None else pd.DataFrame()
 
 def _num(v): return f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v)
@@ -335,11 +336,11 @@ class EpochLines(Callback):
         if not self.bars: self.learn.logger = noop   # fastai's table (or the Recorder's raw lists): the lines below replace it
     def before_epoch(self): self._trained = False
     def before_train(self):
-        if any(isinstance(cb, LRFinder) for cb in self.learn.cbs): return
+        if hasattr(self.learn, 'lr_finder'): return
         self._trained = True
         if self._announced: return
         self._announced = True
-        log = first(c for c in self.learn.cbs if isinstance(c, EpochLogger))
+        log = getattr(self.learn, 'epoch_logger', None)
         stage, name = (log.stage, log.stage_name) if log is not None else ('', None)
         n = sum(p.numel() for p in self.learn.model.parameters() if p.requires_grad)
         self.print_fn(f"Stage {stage}{f' ({name})' if name else ''}: {self.learn.n_epoch} epoch{'s' if self.learn.n_epoch > 1 else ''}, "
@@ -358,7 +359,7 @@ class FailOnNaN(TerminateOnNaNCallback):
     "fastai's `TerminateOnNaNCallback`, but the run fails with a one-line `TrainingDiverged` instead of ending as if it had succeeded"
     def after_batch(self):
         if torch.isfinite(self.loss).all(): return
-        if any(isinstance(cb, LRFinder) for cb in self.learn.cbs): return super().after_batch()   # the finder ends where the loss blows up
+        if hasattr(self.learn, 'lr_finder'): return super().after_batch()   # the finder ends where the loss blows up
         where = f"epoch {self.epoch + 1}, {'training' if self.training else 'validation'} batch {self.iter + 1}"
         lr = max(h['lr'] for h in self.opt.hypers) if self.training else None
         raise TrainingDiverged(f"The {'training' if self.training else 'validation'} loss became {float(self.loss.detach()):g} at {where}"

@@ -16,11 +16,19 @@ from .registry import lookup
 from .card import PRETRAINED_ON
 
 # %% auto #0
-__all__ = ['ARCHS', 'XRV_URL', 'XRV_WEIGHTS', 'ArchSpec', 'register_arch', 'get_arch', 'PretrainedWeightsError', 'read_weights',
-           'load_weights_into', 'pretrained_model', 'body_blocks', 'block_modules', 'block_params', 'create_plain_head',
-           'create_covid_model', 'XrvInput', 'read_pickled_model', 'read_xrv_weights', 'load_xrv_weights']
+__all__ = ['ARCHS', 'XRV_URL', 'XRV_WEIGHTS', 'timm_stats', 'ArchSpec', 'register_arch', 'get_arch', 'PretrainedWeightsError',
+           'read_weights', 'load_weights_into', 'pretrained_model', 'body_blocks', 'block_modules', 'block_params',
+           'create_plain_head', 'create_covid_model', 'XrvInput', 'read_pickled_model', 'read_xrv_weights',
+           'load_xrv_weights']
 
 # %% ../nbs/07_models.ipynb #1a4bb6c7
+def timm_stats(model_name:str, # A timm model name, e.g. 'tf_efficientnet_lite0'
+              ) -> tuple:
+    "(mean, std) of the images timm's pretrained weights of `model_name` were trained with (its `pretrained_cfg`)"
+    c = timm.models.get_pretrained_cfg(model_name)
+    if c is None: raise ValueError(f"timm has no pretrained configuration for {model_name!r}: give the ArchSpec its stats")
+    return (list(c.mean), list(c.std))
+
 @dataclass
 class ArchSpec:
     "How to build one backbone, where its pretrained weights come from, and how to cut its body"
@@ -28,7 +36,7 @@ class ArchSpec:
     source: str                 # 'torchvision', 'timm', or where `make` and `url` come from
     model_name: str             # Model name in `source`
     body: Callable              # Full pretrained model -> `nn.Sequential` of its feature stages
-    stats: tuple = imagenet_stats  # (mean, std) the pretrained weights were trained with (the DataLoaders normalize with them)
+    stats: tuple|None = None    # (mean, std) the pretrained weights were trained with (the DataLoaders normalize with them); `None`: timm's `pretrained_cfg` for a timm model, else ImageNet's
     weights: str = 'DEFAULT'    # torchvision weights name to download (`DEFAULT` is the best available)
     local_weights: Callable|None = None  # Returns the path of weights shipped in a package (no download)
     desc: str = ''              # One line for the docs
@@ -37,6 +45,9 @@ class ArchSpec:
     url: str|None = None        # Where to download the weights file from, when torchvision does not know them
     read: Callable|None = None  # (model, weights file) -> the model with the file's weights; `None`: a state dict of the whole model
     pretrained_on: tuple = ('ImageNet',)  # Data sets the pretrained weights were trained on (kept in the model card)
+
+    def __post_init__(self):
+        if self.stats is None: self.stats = timm_stats(self.model_name) if self.source == 'timm' else imagenet_stats
 
     def create(self) -> nn.Module:
         "The full model with random weights"
@@ -72,7 +83,6 @@ def register_arch(spec:ArchSpec, # The architecture to add (replaces one of the 
     ARCHS[spec.name], PRETRAINED_ON[spec.name] = spec, list(spec.pretrained_on)
     return spec
 
-_eff_stats = ([0.5]*3, [0.5]*3)
 for _a in [
     ArchSpec('mobilenet', 'torchvision', 'mobilenet_v2', _features_body, desc='MobileNetV2 (3.5M parameters)'),
     ArchSpec('mobilenet_v3', 'torchvision', 'mobilenet_v3_large', _features_body, cpu_bf16=False, desc='MobileNetV3-Large'),
@@ -83,11 +93,11 @@ for _a in [
     ArchSpec('densenet121', 'torchvision', 'densenet121', _densenet_body, desc='DenseNet-121'),
     ArchSpec('densenet201', 'torchvision', 'densenet201', _densenet_body, desc='DenseNet-201'),
     ArchSpec('efficientnet_b0', 'torchvision', 'efficientnet_b0', _features_body, cpu_bf16=False, desc='EfficientNet-B0'),
-    ArchSpec('efficientnet_lite0', 'timm', 'tf_efficientnet_lite0', _timm_effnet_body, stats=_eff_stats,
+    ArchSpec('efficientnet_lite0', 'timm', 'tf_efficientnet_lite0', _timm_effnet_body,
              local_weights=_lite0_file, cpu_bf16=False, desc='EfficientNet-Lite0, ImageNet weights shipped with a package (works offline)'),
-    ArchSpec('efficientnet_lite1', 'timm', 'tf_efficientnet_lite1', _timm_effnet_body, stats=_eff_stats, local_weights=_lite_file(1),
+    ArchSpec('efficientnet_lite1', 'timm', 'tf_efficientnet_lite1', _timm_effnet_body, local_weights=_lite_file(1),
              cpu_bf16=False, desc='EfficientNet-Lite1 (trained at 240 px), ImageNet weights shipped with a package (works offline)'),
-    ArchSpec('efficientnet_lite2', 'timm', 'tf_efficientnet_lite2', _timm_effnet_body, stats=_eff_stats, local_weights=_lite_file(2),
+    ArchSpec('efficientnet_lite2', 'timm', 'tf_efficientnet_lite2', _timm_effnet_body, local_weights=_lite_file(2),
              cpu_bf16=False, desc='EfficientNet-Lite2 (trained at 260 px), ImageNet weights shipped with a package (works offline)'),
 ]: register_arch(_a)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
 from PIL import Image
-from .inference import DISCLAIMER
+from .core import DISCLAIMER
 
 # %% auto #0
 __all__ = ['save_fig', 'plot_confusion', 'plot_roc', 'plot_learning_curves', 'plot_reliability', 'plot_image_grid',

@@ -27,7 +27,7 @@ def set_stage(learn:Learner, # A Learner from `covid_learner`
     n = STAGES[stage]
     if n is None or n >= len(learn.opt.param_lists): learn.unfreeze()
     else: learn.freeze_to(-n)
-    if not learn.train_bn and not any(isinstance(cb, BnFreeze) for cb in learn.cbs): learn.add_cb(BnFreeze())
+    if not learn.train_bn and not hasattr(learn, 'bn_freeze'): learn.add_cb(BnFreeze())   # fastai sets each callback as an attribute
     return learn
 
 # %% ../nbs/10_recipes.ipynb #710bddbe
@@ -36,15 +36,13 @@ def n_trainable(learn:Learner, # A Learner
     "Number of parameters that train"
     return sum(p.numel() for p in learn.model.parameters() if p.requires_grad)
 
-def _is_bn(m): return isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))
-
 def stage_summary(learn:Learner, # A Learner from `covid_learner`
                  ) -> pd.DataFrame:
     "Trainable and total parameters of each block of the body and of the head, in the current stage (batch norm apart)"
     groups = [(f'block{i+1} ({", ".join(b._modules)})', b) for i, b in enumerate(block_modules(learn.model[0]))] + [('head', learn.model[1])]
     rows = []
     for name, g in groups:
-        bn = [p for m in g.modules() if _is_bn(m) for p in m.parameters(recurse=False)]
+        bn = [p for m in g.modules() if isinstance(m, bn_types) for p in m.parameters(recurse=False)]   # fastai's batch norm types
         bn_ids = {id(p) for p in bn}
         other = [p for p in g.parameters() if id(p) not in bn_ids]
         rows.append(dict(group=name, params=sum(p.numel() for p in other), trainable=sum(p.numel() for p in other if p.requires_grad),
@@ -78,7 +76,7 @@ def fit_recipe(learn:Learner, # A Learner from `covid_learner`
     else:
         eps_, lrs = _per_stage(epochs, len(stages), 'epochs'), _per_stage(lr, len(stages), 'lr')
         lrs = [l if s == 'head' else slice(l/lr_mult, l) for s, l in zip(stages, lrs)]
-    log = first(cb for cb in learn.cbs if isinstance(cb, EpochLogger))
+    log = getattr(learn, 'epoch_logger', None)
     if log is None: learn.add_cb(log := EpochLogger())
     extra = L(cbs)
     rows = []
@@ -104,5 +102,5 @@ def fit_recipe(learn:Learner, # A Learner from `covid_learner`
 @patch(as_prop=True)
 def stages(self:Learner) -> pd.DataFrame:
     "One row per stage of the last `fit_recipe`: trainable parameters, epochs, learning rate, last metrics, seconds"
-    log = first(c for c in self.cbs if isinstance(c, EpochLogger))
+    log = getattr(self, 'epoch_logger', None)
     return log.stage_table if log is not None else pd.DataFrame()

@@ -15,7 +15,7 @@ from .inference import Predictor, DISCLAIMER
 from .calibration import calibrate_learner
 from .evaluation import Evaluation, test_layout, as_predictor
 from .plots import *
-from .cam import cam_overlay  # also adds `Predictor.heatmaps`
+from .cam import cam_overlay
 from .outputs import output_folder, write_csv, write_text, check_outside
 
 # %% auto #0

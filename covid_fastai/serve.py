@@ -229,7 +229,6 @@ def create_app(model, # A `Predictor`, or a saved model path (safe folder or .on
     check_serve_options(max_mb=max_mb, cam=cam, max_queue=max_queue, workers=workers)
     pred = model if isinstance(model, Predictor) else load_covid_model(model, allow_pickle=allow_pickle)
     if tta is not None and tta != pred.card.tta: pred = pred.with_card(tta=tta)
-    if cam != 'none' and pred.model is not None: import covid_fastai.cam  # adds Predictor.heatmaps
     limit, lock = int(max_mb * 1e6), threading.Lock()
     page = _page(pred, max_mb, cam_on=cam != 'none' and pred.model is not None)
     app = FastHTML(default_hdrs=False, secret_key=os.urandom(16).hex())  # a key given: FastHTML writes no .sesskey file

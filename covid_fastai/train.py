@@ -33,6 +33,7 @@ def prepare_layout(src, # Data folder (one sub-folder per class, or train/, vali
     cfg = train_config(cfg, **kwargs)
     tkw = {} if cfg.label_delim is None else dict(label_delim=cfg.label_delim)   # (a table's option)
     lay = read_layout(src, patient_re=cfg.patient_re, check_files=not cfg.skip_unreadable, **tkw)  # a missing file is skipped like an unreadable one
+    if lay.source is None: lay = lay.new(lay.df, source=data_source(src, lay))   # recorded before any cache replaces the paths
     roots = data_roots(lay)   # every folder the images live in: no output of the run goes into one
     for what, p in (('cache folder', cfg.cache), ('history file', cfg.history), ('checkpoint folder (model_dir)', cfg.model_dir if cfg.save_best else None)):
         if p is not None: check_outside(p, roots, what)
@@ -64,13 +65,16 @@ def run_summary(learn:Learner, # The Learner about to be trained (its `dls.layou
     s = lay.split_summary()
     split = f"split by {s['method']}" if s['method'] else 'split given' + (f" (seed {s['seed']})" if s['seed'] is not None and s['method'] not in ('folders', 'column') else '')
     group = f", patients from {s['grouping']}" if s['grouping'] else ', no patient ids: images of one patient may be on both sides'
-    lines = [f"Data: {Path(lay.path).name}/, {_n(len(lay.df))} images, {len(lay.vocab)} classes; {split}{group}"]
+    src = lay.source or {}
+    name = f"{src['name']}{'/' if src.get('kind') == 'folder' else ''}" if src else f"{Path(lay.path).name}/"
+    cached = f" (read from the cache {Path(lay.path).name}/)" if src and cfg.cache is not None else ''
+    lines = [f"Data: {name}, {_n(len(lay.df))} images, {len(lay.vocab)} classes{cached}; {split}{group}"]
     for sp, counts in s['counts'].items():
         pats = f"; {_n(s['patients'][sp])} patients" if s.get('patients') else ''
         lines.append(f"  {sp:<5} {_n(sum(counts.values())):>6}: " + ', '.join(f"{c} {_n(n)}" for c, n in counts.items()) + pats)
     bs = f"batch size {dls.bs}" + (f" (asked {cfg.bs}, lowered for {_n(len(dls.train_ds))} training images)" if dls.bs < cfg.bs else '')
     lines.append(f"Model: {card.arch}, weights {card.weights}, {card.size} px, {bs}")
-    amp = first(c for c in learn.cbs if isinstance(c, MixedPrecision))
+    amp = getattr(learn, 'mixed_precision', None)
     fmt = 'float32' if amp is None else ('bfloat16' if 'bf16' in str(getattr(amp, 'amp_mode', '')).lower() else 'float16') + ' mixed precision'
     cl = ', channels-last' if cfg.channels_last is not False else ''
     lines.append(f"Device: {dls.device}, {fmt}{cl}, data workers: {dls.train.fake_l.num_workers}")   # (fastai's `DataLoader.num_workers` counts the workers of one process: always 1)

@@ -234,7 +234,7 @@ def test_ensembles_and_tta_from_the_command_line(trained, split_folder, tmp_path
 
 def test_quality_preset_trains_a_saved_ensemble(split_folder, tmp_path):
     "`train --quality best` trains the preset's members on one split into one folder, which predict/evaluate read as one model"
-    from covid_fastai.ensemble import QUALITY_PRESETS
+    from covid_fastai.presets import QUALITY_PRESETS
     out, classes = tmp_path/'best', ['COVID-19', 'No_findings', 'Pneumonia']
     before = tree_digest(split_folder)
     r = cli('train', split_folder, '--quality', 'best', '--epochs', 1, '--size', 32, '--bs', 8, '--out', out)

@@ -3,6 +3,7 @@ import json, subprocess, sys
 import pytest, torch
 import pandas as pd
 from covid_fastai.train import train_covid_learner
+from covid_fastai.images import make_synthetic_xrays
 from conftest import tree_digest
 
 def test_pretrained_lite0_beats_chance(xray_folder):
@@ -126,3 +127,19 @@ def test_train_bn(xray_folder, train_bn):
     same = all(torch.equal(a, b) for a, b in zip(bns(learn.model), bns(ref)))
     assert same == (not train_bn)
     assert learn.card.recipe['config']['train_bn'] is train_bn
+
+def test_card_records_the_data_as_given_even_with_a_cache(tmp_path, capsys):
+    "was: a model trained from Python recorded no data source, and after cache= the summary named the cache folder"
+    from covid_fastai.data import folder_layout, data_source
+    from covid_fastai.inference import save_covid_model, load_covid_model
+    src = make_synthetic_xrays(tmp_path/'my_xrays', n_per_class=8, size=40)
+    learn = train_covid_learner(src, arch='efficientnet_lite0', epochs=1, freeze_epochs=0, size=32, bs=8, num_workers=0, cache=tmp_path/'cache', cache_size=36)
+    out = capsys.readouterr().out
+    assert 'Data: my_xrays/, 16 images' in out and 'read from the cache cache/' in out, out
+    d = learn.card.data
+    assert d == data_source(src, folder_layout(src)) and d['name'] == 'my_xrays' and d['kind'] == 'folder' and d['n_files'] == 16
+    assert str(learn.dls.layout.path).endswith('cache')   # the images it trained from were the cached copies
+    back = load_covid_model(save_covid_model(learn, tmp_path/'m'))
+    assert back.card.data == d and 'trained on my_xrays (16 images' in back.card.summary()
+    (src/'covid'/'covid_000.png').write_bytes((src/'covid'/'covid_000.png').read_bytes() + b'\0')   # one byte more: another data set
+    assert data_source(src, folder_layout(src))['fingerprint'] != d['fingerprint']

@@ -97,3 +97,21 @@ def test_save_best_names_the_metrics_it_knows(xray_folder, tmp_path):
     one_line_error(cli('train', xray_folder, *TRAIN, '--save-best', 'error_rate', '--out', tmp_path/'m', ok=False),
                    "Unknown metric to keep the best epoch by (save_best) 'error_rate'", 'valid_loss', 'accuracy')
     assert not (tmp_path/'m').exists()
+
+def test_duplicate_spelled_with_dotdot_is_a_conflict(tmp_path):
+    "was: imgs/normal/../covid/x.png listed as normal beside imgs/covid/x.png as covid was not detected"
+    from covid_fastai.images import make_synthetic_xrays
+    from covid_fastai.data import table_layout
+    make_synthetic_xrays(tmp_path/'imgs', n_per_class=3, size=16)
+    rows = [dict(path=f"imgs/{c}/{c}_00{i}.png", label=c) for c in ('covid', 'normal') for i in range(3)]
+    rows.append(dict(path='imgs/normal/../covid/covid_000.png', label='normal'))
+    pd.DataFrame(rows).to_csv(tmp_path/'labels.csv', index=False)
+    with pytest.raises(ValueError, match='more than once with different labels'): table_layout(tmp_path/'labels.csv')
+
+def test_hidden_class_folder_warns_on_one_line(xray_folder, tmp_path):
+    "was: a class folder named .hidden was skipped without a word, and warnings printed a line of library source"
+    data = tmp_path/'d'; shutil.copytree(xray_folder, data); (data/'covid').rename(data/'.covid'); shutil.copytree(data/'normal', data/'other')
+    r = cli('check-data', data)
+    warn = [l for l in r.stderr.splitlines() if 'hidden folder' in l]
+    assert len(warn) == 1 and warn[0].startswith('covid-fastai check-data: warning: Skipped the hidden folder(s) .covid'), r.stderr
+    assert 'warnings.warn' not in r.stderr and 'UserWarning' not in r.stderr, r.stderr
