@@ -17,6 +17,7 @@ from .config import *
 from .distributed import *
 from .train import *
 from .inference import *
+from .predict import *
 from .metrics import *
 from .calibration import *
 from .evaluation import *

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from fastcore.script import call_parse, bool_arg, parse_cli
 from .config import parse_label_map, _delegates_config
+from .outputs import check_outside as _outside   # one check for every command and the library
 
 # %% ../nbs/22_cli.ipynb #1e89299d
 def _console(cmd:str):
@@ -35,15 +36,34 @@ def _interrupted(cmd:str):
     print(f"covid-fastai {cmd}: interrupted; outputs left as they were before this run", file=sys.stderr)
     sys.exit(130)
 
+def _check_interrupt():
+    "Stop between two steps once Ctrl-C was pressed (the library calls it as `stop`)"
+    if _INTERRUPTED: raise KeyboardInterrupt
+
+def _one_line(msg:str, limit:int=600) -> str:
+    "`msg` on one line (without the 'Exception occured in `X`' that fastai puts before a callback's error), cut at a word boundary after `limit` characters"
+    import re
+    msg = re.sub(r'^Exception occured in `\w+` when calling event `\w+`:\s*', '', msg)
+    msg = '; '.join(l.strip() for l in msg.splitlines() if l.strip())
+    if len(msg) > limit: msg = msg[:msg.rfind(' ', 0, limit) if ' ' in msg[:limit] else limit].rstrip(' ;,') + ' ... (--debug for everything)'
+    return msg
+
 @contextmanager
-def _interruptible(cmd:str):
-    "Run the block with Ctrl-C turned into one line on stderr and exit status 130"
-    _console(cmd)
+def _command(cmd:str, # The sub-command, for its messages
+             debug:bool=False, # Re-raise errors with their traceback instead of one line
+            ):
+    "Every command's frame: its console set up, Ctrl-C as one line and exit status 130, any error as one line on stderr and exit status 1"
     import threading
+    _console(cmd)
     main = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGINT, _on_sigint) if main else None
     try: yield
     except KeyboardInterrupt: _interrupted(cmd)
+    except Exception as e:
+        if _INTERRUPTED: _interrupted(cmd)   # e.g. 'DataLoader worker exited unexpectedly' after Ctrl-C
+        if debug: raise
+        print(f"covid-fastai {cmd}: error: {_one_line(str(e)) or type(e).__name__}", file=sys.stderr)
+        sys.exit(1)
     finally:
         if main: signal.signal(signal.SIGINT, old)
 
@@ -52,8 +72,7 @@ def _stop_on_interrupt():
     from fastai.callback.core import Callback
     class StopOnInterrupt(Callback):
         order = -100
-        def before_batch(self):
-            if _INTERRUPTED: raise KeyboardInterrupt
+        def before_batch(self): _check_interrupt()
         after_epoch = before_batch
     return StopOnInterrupt()
 
@@ -65,48 +84,8 @@ def _terminal() -> bool:
         quiet_progress()
     return tty
 
-def _round(d) -> str:
-    "A dict of metrics for people: 3 decimals"
-    return ', '.join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in (d or {}).items())
-
-def _check_interrupt():
-    if _INTERRUPTED: raise KeyboardInterrupt
-
-def _one_line(msg:str, limit:int=600) -> str:
-    "`msg` on one line (without the 'Exception occured in `X`' that fastai puts before a callback's error), cut at a word boundary after `limit` characters"
-    import re
-    msg = re.sub(r'^Exception occured in `\w+` when calling event `\w+`:\s*', '', msg)
-    lines = [l.strip() for l in msg.splitlines() if l.strip()]
-    msg = '; '.join(lines)
-    if len(msg) > limit: msg = msg[:msg.rfind(' ', 0, limit) if ' ' in msg[:limit] else limit].rstrip(' ;,') + ' ... (--debug for everything)'
-    return msg
-
-def _fail(cmd:str, e:BaseException, debug:bool):
-    "Report `e` on one line of stderr and exit 1 (or re-raise it with `debug`); after Ctrl-C, exit 130"
-    if _INTERRUPTED or isinstance(e, KeyboardInterrupt): _interrupted(cmd)   # e.g. 'DataLoader worker exited unexpectedly'
-    if debug: raise e
-    print(f"covid-fastai {cmd}: error: {_one_line(str(e)) or type(e).__name__}", file=sys.stderr)
-    sys.exit(1)
-
-from .outputs import check_outside as _outside   # one check for every command and the library
 
 # %% ../nbs/22_cli.ipynb #fed90112
-def _load_models(paths:list, allow_pickle:bool=False, threads=None):
-    "One saved model as a `Predictor`, or several as an `Ensemble` averaging their probabilities (same classes only)"
-    from covid_fastai.inference import load_covid_model
-    preds = [load_covid_model(p, allow_pickle=allow_pickle, threads=threads) for p in paths]
-    if len(preds) == 1: return preds[0]
-    from covid_fastai.ensemble import Ensemble
-    return Ensemble(preds, names=[Path(p).name for p in paths])
-
-def _data_arg(path:str) -> list:
-    "The folders the data of `path` lives in (`data_roots`: a folder, or a table's folder and those its paths lead to); fails clearly when it is missing"
-    from covid_fastai.data import data_roots, is_table, TABLE_SUFFIXES
-    p = Path(path).expanduser()
-    if not p.exists(): raise FileNotFoundError(f"No such file or folder: {p}")
-    if p.is_file() and not is_table(p): raise ValueError(f"{p} is a file: expected a data folder or a table ({', '.join(TABLE_SUFFIXES)})")
-    return data_roots(p)
-
 @call_parse
 @_delegates_config
 def covid_fastai_train(
@@ -119,78 +98,12 @@ def covid_fastai_train(
     **kwargs
 ):
     "Train a COVID-19 / pneumonia classifier on chest images, save it safely and report on it (research use only, not for diagnosis)"
-    with _interruptible('train'):
-        try:
-            from covid_fastai.config import train_config
-            train_config(**kwargs)   # every option checked before anything is read or written
-            roots = _data_arg(path)
-            outp = _outside(out, roots, 'output folder')
-            if kwargs.get('history') is not None: _outside(kwargs['history'], roots, 'history file')
-            if quality != 'default': return _train_ensemble(path, outp, quality, report, kwargs)
-            from covid_fastai.train import train_covid_learner
-            from covid_fastai.inference import save_covid_model, DISCLAIMER
-            from covid_fastai.outputs import output_folder, write_csv
-            from covid_fastai.learner import EpochLines
-            tty = _terminal()
-            from covid_fastai.distributed import is_distributed, is_main
-            if is_distributed() and not is_main():
-                # Another process of `accelerate launch`/`torchrun`: it trains its shard; the first process saves, reports and prints
-                train_covid_learner(Path(path).expanduser(), cbs=[_stop_on_interrupt()], **{**kwargs, 'history': None, 'quiet': True})
-                return
-            with output_folder(outp, 'model.json') as tmp:   # OUT appears whole when everything succeeded; else it is left as it was
-                if kwargs.get('history') is None: kwargs['history'] = str(tmp/'history.csv')
-                if kwargs.get('model_dir') in (None, 'models'): kwargs['model_dir'] = str(tmp/'checkpoints')   # --save-best's checkpoint: under OUT
-                learn = train_covid_learner(Path(path).expanduser(), cbs=[_stop_on_interrupt(), EpochLines(bars=tty)], **kwargs)
-                _check_interrupt()
-                import shutil; shutil.rmtree(tmp/'checkpoints', ignore_errors=True)   # the best epoch is in the model now
-                write_csv(learn.stages, tmp/'stages.csv')
-                if calibrate:
-                    from covid_fastai.calibration import calibrate_learner
-                    c = calibrate_learner(learn)
-                    print(f"Temperature {c['temperature']:.3f}: validation ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}")
-                cfg = learn.card.recipe.get('config') or {}
-                if cfg.get('history') == str(tmp/'history.csv'): cfg['history'] = 'history.csv'   # in the model folder, not the temporary one
-                if cfg.get('model_dir') == str(tmp/'checkpoints'): cfg['model_dir'] = 'checkpoints'
-                save_covid_model(learn, tmp)
-                test, which = _report_set(learn.dls.layout)
-                if report:
-                    from covid_fastai.report import evaluate
-                    evaluate(learn, test, tmp/'report', title=f"{learn.card.arch} on the {which} images of {Path(path).name}")
-                _check_interrupt()
-        except Exception as e: _fail('train', e, debug)
-    m = learn.card.metrics
-    print(f"Saved to {outp}: validation {_round(m.get('valid'))}" + (f"; test {_round(m['test'])}" if m.get('test') else ''))
-    if report: print(f"Report: {outp/'report'/'report.html'} ({which} images)")
-    print(DISCLAIMER)
-
-# %% ../nbs/22_cli.ipynb #1a1f849f
-def _report_set(lay):
-    "The images a training run reports on: the test split when the data has one, else the validation split; and which it is"
-    return (lay, 'test') if lay.test_items else (lay.new(lay.subset('valid')), 'validation')
-
-def _train_ensemble(path, outp, quality, report, kwargs):
-    "`covid-fastai train --quality Q`: the preset's members trained on one split and saved in OUT as one ensemble folder, with a report"
-    from covid_fastai.presets import quality_members, train_covid_ensemble
-    from covid_fastai.inference import DISCLAIMER
-    from covid_fastai.outputs import output_folder
-    from covid_fastai.learner import EpochLines
-    from covid_fastai.distributed import is_distributed
-    quality_members(quality)   # an unknown preset fails here, naming the valid ones
-    if is_distributed(): raise ValueError("--quality trains an ensemble in one process: run it without accelerate/torchrun")
-    with output_folder(outp, 'ensemble.json') as tmp:
-        ens = train_covid_ensemble(Path(path).expanduser(), quality, out=tmp, cbs=[_stop_on_interrupt(), EpochLines(bars=_terminal())],
-                                   **{**kwargs, 'history': None})
-        _check_interrupt()
-        test, which = _report_set(ens.learners[0].dls.layout)
-        with ens.keep_probs():   # the report and the per-member accuracies share one prediction per member
-            if report:
-                from covid_fastai.report import evaluate
-                evaluate(ens, test, tmp/'report', title=f"{ens.card.arch} on the {which} images of {Path(path).name}")
-            res = ens.evaluate(test)
-    print(f"Saved the {quality!r} ensemble to {outp} ({len(ens.members)} models), accuracy on the {which} images: "
-          + ', '.join(f"{r.model} {r.accuracy:.3f}" for r in res.itertuples()))
-    if report: print(f"Report: {outp/'report'/'report.html'}")
-    print(DISCLAIMER)
+    with _command('train', debug):
+        from covid_fastai.train import train_and_save, trained_summary
+        from covid_fastai.learner import EpochLines
+        outp = train_and_save(path, out, calibrate=calibrate, report=report, quality=quality, stop=_check_interrupt,
+                              cbs=[_stop_on_interrupt(), EpochLines(bars=_terminal())], **kwargs)
+        if outp is not None: print(trained_summary(outp))
 
 # %% ../nbs/22_cli.ipynb #c7e4adb2
 @call_parse
@@ -210,39 +123,23 @@ def covid_fastai_evaluate(
     debug:bool=False, # Show the full traceback on errors
 ):
     "Evaluate a saved model (or an ensemble of several) on labelled images: metrics with confidence intervals, plots and report.html (research use only)"
-    with _interruptible('evaluate'):
-        try:
-            _terminal()
-            models = [model, test, *more[:-1]] if more else [model]
-            test = more[-1] if more else test
-            if not Path(test).expanduser().exists(): raise FileNotFoundError(f"No such test folder or file: {test}")
-            from covid_fastai.data import data_roots
-            outp = _outside(out, [*data_roots(test), *models], 'report folder')
-            from covid_fastai.inference import DISCLAIMER
-            from covid_fastai.report import evaluate
-            pred = _load_models(models, allow_pickle)
-            if len(models) > 1: cam = 'none'   # Grad-CAM explains one network
-            m = evaluate(pred, test, outp, label_map=parse_label_map(label_map), cam=None if cam == 'none' else cam, n_boot=n_boot,
-                         seed=seed, skip_unreadable=skip_unreadable, bs=bs, tta=tta)
-        except Exception as e: _fail('evaluate', e, debug)
-    ci = m.get('ci', {})
-    iv = lambda v: f" [{v[0]:.3f}, {v[1]:.3f}]" if v else ''
-    print(f"{m['n']} images, classes {', '.join(m['classes'])}: accuracy {m['accuracy']:.3f}{iv(ci.get('accuracy'))}, "
-          f"macro F1 {m['macro_f1']:.3f}{iv(ci.get('macro_f1'))}, macro AUC {m['macro_auc'] or float('nan'):.3f}{iv(ci.get('macro_auc'))} (95% intervals)")
-    print(f"Report: {outp/'report.html'}")
-    print(DISCLAIMER)
+    with _command('evaluate', debug):
+        _terminal()
+        models, test = ([model, test, *more[:-1]], more[-1]) if more else ([model], test)
+        if not Path(test).expanduser().exists(): raise FileNotFoundError(f"No such test folder or file: {test}")
+        from covid_fastai.core import DISCLAIMER
+        from covid_fastai.data import data_roots
+        from covid_fastai.predict import load_models
+        from covid_fastai.report import evaluate
+        outp = _outside(out, [*data_roots(test), *models], 'report folder')
+        m = evaluate(load_models(models, allow_pickle), test, outp, label_map=parse_label_map(label_map), n_boot=n_boot, seed=seed, bs=bs, tta=tta,
+                     cam=None if cam == 'none' or len(models) > 1 else cam, skip_unreadable=skip_unreadable)   # Grad-CAM explains one network
+        ci, iv = m.get('ci', {}), lambda v: f" [{v[0]:.3f}, {v[1]:.3f}]" if v else ''
+        print(f"{m['n']} images, classes {', '.join(m['classes'])}: accuracy {m['accuracy']:.3f}{iv(ci.get('accuracy'))}, "
+              f"macro F1 {m['macro_f1']:.3f}{iv(ci.get('macro_f1'))}, macro AUC {m['macro_auc'] or float('nan'):.3f}{iv(ci.get('macro_auc'))} (95% intervals)")
+        print(f"Report: {outp/'report.html'}\n{DISCLAIMER}")
 
 # %% ../nbs/22_cli.ipynb #42d6bfd0
-def _heatmap_names(files:list) -> list:
-    "A distinct heatmap file name per input: `<stem>_gradcam.png`, numbered when two inputs share a stem"
-    from collections import Counter
-    stems = [Path(f).stem for f in files]
-    total, seen, out = Counter(stems), Counter(), []
-    for s in stems:
-        seen[s] += 1
-        out.append(f"{s}_gradcam.png" if total[s] == 1 else f"{s}_{seen[s]}_gradcam.png")
-    return out
-
 @call_parse
 def covid_fastai_predict(
     model:str, # Saved model: folder with model.json + model.safetensors, or an .onnx file
@@ -257,58 +154,18 @@ def covid_fastai_predict(
     debug:bool=False, # Show the full traceback on errors
 ):
     "Predict the class of chest images with a saved model (or an ensemble of several); print a table and write a CSV (research use only, not for diagnosis)"
-    with _interruptible('predict'):
-        try:
-            _terminal()
-            from covid_fastai.inference import load_covid_model, DISCLAIMER
-            from covid_fastai.imread import load_xray, ImageReadError
-            models, images = [model], list(images)
-            from covid_fastai.inference import is_model_path
-            while images and is_model_path(images[0]): models.append(images.pop(0))   # MODEL_A MODEL_B ... IMAGES
-            if not images: raise ValueError("No images given: covid-fastai predict MODEL [MODEL ...] IMAGE_OR_FOLDER [...]")
-            from covid_fastai.imread import image_inputs
-            files = image_inputs(images)
-            outp = _outside(out, images + models, 'CSV file')
-            # heatmaps are images: never into a folder an input image lives in (the next training run would read them as X-rays)
-            hdir = _outside(heatmaps, images + models + [Path(f).parent for f in files], 'heatmap folder') if heatmaps else None
-            if hdir is not None and len(models) > 1: raise ValueError("--heatmaps explains one model: give one model, or leave --heatmaps out")
-            pred = _load_models(models, allow_pickle, threads)
-            if tta is not None:
-                from covid_fastai.evaluation import as_predictor
-                pred = as_predictor(pred, tta)
-            if threads and pred.backend in ('torch', 'ensemble'):
-                import torch; torch.set_num_threads(threads)
-            if skip_unreadable:
-                bad = []
-                for f in files:
-                    try: load_xray(f)
-                    except ImageReadError as e: bad.append(f); print(f"skipped: {e}", file=sys.stderr)
-                files = [f for f in files if f not in bad]
-                if not files: raise ValueError("None of the images can be read")
-            df = pred.predict(files, names=[str(f) for f in files], bs=bs, progress=len(files) > bs)
-            _check_interrupt()
-            from covid_fastai.outputs import write_csv, output_folder
-            if hdir is not None:
-                import numpy as np
-                from PIL import Image
-                from covid_fastai.cam import cam_overlay
-                names = _heatmap_names(files)
-                with output_folder(hdir, 'heatmaps.csv') as tmp:
-                    for i in range(0, len(files), bs):
-                        chunk = files[i:i+bs]
-                        for f, n, h in zip(chunk, names[i:i+bs], pred.heatmaps(chunk)):
-                            im = pred.image(f).resize((pred.size, pred.size))   # as the model saw it (window, crop, equalization)
-                            Image.fromarray(cam_overlay(np.asarray(im), h)).save(tmp/n)
-                        _check_interrupt()
-                    write_csv(df[['file']].assign(heatmap=names), tmp/'heatmaps.csv')
-                df['heatmap'] = [str(hdir/n) for n in names]
-            write_csv(df, outp)   # whole or not at all
-        except Exception as e: _fail('predict', e, debug)
-    import pandas as pd
-    with pd.option_context('display.max_rows', 200, 'display.width', 160, 'display.float_format', '{:.4f}'.format):
-        print(df.drop(columns='heatmap', errors='ignore').assign(file=[Path(f).name for f in df.file]).to_string(index=False))
-    print(f"Predictions of {len(df)} images written to {outp}" + (f"; heatmaps in {hdir}" if hdir is not None else ''))
-    print(DISCLAIMER)
+    with _command('predict', debug):
+        _terminal()
+        import pandas as pd
+        from covid_fastai.core import DISCLAIMER
+        from covid_fastai.predict import predict_images, split_models
+        models, images = split_models([model, *images])
+        df = predict_images(models, images, out=out, heatmaps=heatmaps, skip_unreadable=skip_unreadable, bs=bs, tta=tta, threads=threads,
+                            allow_pickle=allow_pickle, stop=_check_interrupt)
+        with pd.option_context('display.max_rows', 200, 'display.width', 160, 'display.float_format', '{:.4f}'.format):
+            print(df.drop(columns='heatmap', errors='ignore').assign(file=[Path(f).name for f in df.file]).to_string(index=False))
+        print(f"Predictions of {len(df)} images written to {Path(out).expanduser().resolve()}"
+              + (f"; heatmaps in {Path(heatmaps).expanduser().resolve()}" if heatmaps else '') + f"\n{DISCLAIMER}")
 
 # %% ../nbs/22_cli.ipynb #de1248b1
 @call_parse
@@ -321,21 +178,13 @@ def covid_fastai_export(
     debug:bool=False, # Show the full traceback on errors
 ):
     "Export a saved model to ONNX (for onnxruntime) and check that it predicts the same probabilities"
-    with _interruptible('export'):
-        try:
-            import numpy as np
-            from covid_fastai.inference import load_covid_model, export_onnx, probs_from_logits
-            outp = _outside(out, [model], 'ONNX file')
-            pred = load_covid_model(model, allow_pickle=allow_pickle)
-            if pred.backend != 'torch': raise ValueError(f"{model} is already ONNX; export needs the safe model folder")
-            fn = export_onnx(pred, outp, opset=opset)
-            onx = load_covid_model(fn)
-            x = np.random.default_rng(0).normal(size=(4, 3, pred.size, pred.size)).astype(np.float32)
-            diff = float(np.abs(probs_from_logits(onx.run(x), pred.multi_label, pred.temperature)
-                                - probs_from_logits(pred.run(x), pred.multi_label, pred.temperature)).max())
-            if diff > tol: raise ValueError(f"ONNX and PyTorch probabilities differ by {diff:.2e} > {tol:.0e}")
-        except Exception as e: _fail('export', e, debug)
-    print(f"Wrote {fn} ({fn.stat().st_size/1e6:.1f} MB); largest probability difference from PyTorch on 4 inputs: {diff:.1e}")
+    with _command('export', debug):
+        from covid_fastai.inference import load_covid_model, export_onnx, onnx_parity
+        pred = load_covid_model(model, allow_pickle=allow_pickle)
+        if pred.backend != 'torch': raise ValueError(f"{model} is already ONNX; export needs the safe model folder")
+        fn = export_onnx(pred, _outside(out, [model], 'ONNX file'), opset=opset)
+        if (diff := onnx_parity(pred, fn)) > tol: raise ValueError(f"ONNX and PyTorch probabilities differ by {diff:.2e} > {tol:.0e}")
+        print(f"Wrote {fn} ({fn.stat().st_size/1e6:.1f} MB); largest probability difference from PyTorch on 4 inputs: {diff:.1e}")
 
 # %% ../nbs/22_cli.ipynb #19fe3d52
 @call_parse
@@ -347,16 +196,14 @@ def covid_fastai_check_data(
     debug:bool=False, # Show the full traceback on errors
 ):
     "Check a data set: unreadable files, class balance, small images, duplicates and near duplicates across splits"
-    with _interruptible('check-data'):
-        try:
-            _terminal()
-            roots = _data_arg(path)
-            if save: _outside(save, roots, 'report')
-            from covid_fastai.check import check_dataset
-            from covid_fastai.data import read_layout
-            rep = check_dataset(read_layout(Path(path).expanduser()), min_size=min_size, max_dist=max_dist, save=save)
-        except Exception as e: _fail('check-data', e, debug)
-    print(rep.summary())
+    with _command('check-data', debug):
+        _terminal()
+        from covid_fastai.data import checked_roots, read_layout
+        from covid_fastai.check import check_dataset
+        roots = checked_roots(path)
+        if save: _outside(save, roots, 'report')
+        rep = check_dataset(read_layout(Path(path).expanduser()), min_size=min_size, max_dist=max_dist, save=save)
+        print(rep.summary())
     if rep.unreadable: sys.exit(3)
 
 @call_parse
@@ -368,15 +215,11 @@ def covid_fastai_resize(
     debug:bool=False, # Show the full traceback on errors
 ):
     "Write downscaled copies of every image under SRC into DEST (the originals are not touched)"
-    with _interruptible('resize'):
-        try:
-            _terminal()
-            if not Path(src).is_dir(): raise FileNotFoundError(f"No such folder: {src}")
-            _outside(dest, [src], 'destination')
-            from covid_fastai.prep import resize_xrays
-            res = resize_xrays(src, dest, size=size, rebuild=rebuild)
-        except Exception as e: _fail('resize', e, debug)
-    print(f"{int(res.result.isin(['done', 'skipped']).sum())} of {len(res)} images in {dest} (Lanczos, longest side {size} px)")
+    with _command('resize', debug):
+        _terminal()
+        from covid_fastai.prep import resize_xrays
+        res = resize_xrays(src, dest, size=size, rebuild=rebuild)   # (a missing SRC, or DEST inside it, is refused there)
+        print(f"{int(res.result.isin(['done', 'skipped']).sum())} of {len(res)} images in {dest} (Lanczos, longest side {size} px)")
 
 @call_parse
 def covid_fastai_augment(
@@ -390,14 +233,10 @@ def covid_fastai_augment(
     debug:bool=False, # Show the full traceback on errors
 ):
     "Grow a small data set: copy SRC to DEST with rotated and flipped copies of each training image"
-    with _interruptible('augment'):
-        try:
-            _terminal()
-            if not Path(src).is_dir(): raise FileNotFoundError(f"No such folder: {src}")
-            _outside(dest, [src], 'destination')
-            from covid_fastai.prep import augment_folder
-            augment_folder(src, dest, n_per_image=n_per_image, max_rotate=max_rotate, flip=flip, seed=seed, skip_unreadable=skip_unreadable)
-        except Exception as e: _fail('augment', e, debug)
+    with _command('augment', debug):
+        _terminal()
+        from covid_fastai.prep import augment_folder
+        augment_folder(src, dest, n_per_image=n_per_image, max_rotate=max_rotate, flip=flip, seed=seed, skip_unreadable=skip_unreadable)
 
 # %% ../nbs/22_cli.ipynb #22d0e002
 @call_parse
@@ -429,12 +268,10 @@ def covid_fastai_serve(
     debug:bool=False, # Show the full traceback on errors
 ):
     "Serve a web page where a user uploads a chest image and sees the prediction and its heatmap (research use only)"
-    _console('serve')
-    try:
+    with _command('serve', debug):
         from covid_fastai.serve import serve
-        serve(model, host=host, port=port, max_mb=max_mb, cam=cam, allow_pickle=allow_pickle, tta=tta)
-    except KeyboardInterrupt: pass
-    except Exception as e: _fail('serve', e, debug)
+        try: serve(model, host=host, port=port, max_mb=max_mb, cam=cam, allow_pickle=allow_pickle, tta=tta)
+        except KeyboardInterrupt: pass   # Ctrl-C stops the server: not an error
 
 # %% ../nbs/22_cli.ipynb #71557f8d
 COMMANDS = {'demo': covid_fastai_demo, 'train': covid_fastai_train, 'evaluate': covid_fastai_evaluate, 'predict': covid_fastai_predict,

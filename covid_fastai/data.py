@@ -18,7 +18,8 @@ from .registry import lookup
 __all__ = ['NIH_PATIENT_RE', 'AUGMENTED_CSV', 'BINARY_INFECTED', 'BINARY_COVID', 'TABLE_SUFFIXES', 'SPLIT_VALUES',
            'SPLIT_METHODS', 'Layout', 'patient_from_name', 'names_look_grouped', 'augmented_origins', 'group_ids',
            'folder_layout', 'map_labels', 'is_table', 'read_table_file', 'table_layout', 'chestxray_3class',
-           'covid_chestxray_layout', 'split_layout', 'patient_overlap', 'read_layout', 'data_source', 'data_roots']
+           'covid_chestxray_layout', 'split_layout', 'patient_overlap', 'read_layout', 'data_source', 'data_roots',
+           'checked_roots']
 
 # %% ../nbs/03_data.ipynb #a2a8eb8f
 @dataclass
@@ -484,3 +485,11 @@ def data_roots(src, # A data folder, a CSV file or DataFrame, or a `Layout`
     except (ValueError, OSError): return [base]   # reading it fails later, with the reason
     paths = df[fn_col].dropna().astype(str) if fn_col in df.columns else []
     return _outermost([base, *_image_dirs([base/p for p in paths], base)])
+
+def checked_roots(path, # A data folder or a table file, as given on a command line
+                 ) -> list:
+    "`data_roots` of `path`, failing clearly when it is missing or is a file that is not a table"
+    p = Path(path).expanduser()
+    if not p.exists(): raise FileNotFoundError(f"No such file or folder: {show_path(p)}")
+    if p.is_file() and not is_table(p): raise ValueError(f"{show_path(p)} is a file: expected a data folder or a table ({', '.join(TABLE_SUFFIXES)})")
+    return data_roots(p)

@@ -17,7 +17,7 @@ from .outputs import file_sha256 as _sha256
 
 # %% auto #0
 __all__ = ['TTA_ZOOM', 'MODEL_FILES', 'preprocess', 'tta_views', 'ModelFileError', 'Predictor', 'learner_card',
-           'nonfinite_weights', 'save_covid_model', 'is_model_path', 'load_covid_model', 'export_onnx']
+           'nonfinite_weights', 'save_covid_model', 'is_model_path', 'load_covid_model', 'onnx_parity', 'export_onnx']
 
 # %% ../nbs/13_inference.ipynb #43474698
 from .core import DISCLAIMER   # (re-exported: `from covid_fastai.inference import DISCLAIMER` works as before)
@@ -332,6 +332,15 @@ def load_covid_model(path:str|Path, # Safe model folder, its `model.json`/`model
     raise ModelFileError(f"{p} is not a model file: expected a folder with model.json + model.safetensors, or an .onnx file")
 
 # %% ../nbs/13_inference.ipynb #db9a05ff
+def onnx_parity(pred:Predictor, # A PyTorch `Predictor`
+                onnx_fn:str|Path, # Its ONNX export
+                n:int=4, # Random inputs compared
+               ) -> float:
+    "The largest difference between the probabilities of `pred` and of its ONNX export on `n` random inputs"
+    onx = load_covid_model(onnx_fn)
+    x = np.random.default_rng(0).normal(size=(n, 3, pred.size, pred.size)).astype(np.float32)
+    return float(np.abs(probs_from_logits(onx.run(x), pred.multi_label, pred.temperature) - probs_from_logits(pred.run(x), pred.multi_label, pred.temperature)).max())
+
 def export_onnx(src, # A `Predictor` with a PyTorch model, a `Learner`, or a saved model path
                 fn:str|Path, # ONNX file to write
                 opset:int=17, # ONNX opset

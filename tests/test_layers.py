@@ -52,7 +52,7 @@ def test_module_level_imports_have_no_circle():
         for n in mods.get(m, ()):
             if n not in seen: seen.add(n); reach(n, seen)
         return seen
-    for m in ('core', 'card', 'imread', 'inference', 'ensemble', 'evaluation', 'calibration', 'metrics', 'cam', 'plots', 'serve', 'outputs'):
+    for m in ('core', 'card', 'imread', 'inference', 'predict', 'ensemble', 'evaluation', 'calibration', 'metrics', 'cam', 'plots', 'report', 'serve', 'outputs'):
         assert not reach(m) & set(TRAINING), (m, sorted(reach(m) & set(TRAINING)))
 
 def test_importing_the_library_leaves_the_console_alone():
