@@ -231,7 +231,7 @@ def save_covid_model(learn, # A trained `Learner` from `covid_learner` or `train
 
 # %% ../nbs/13_inference.ipynb #10e24eb1
 _PICKLE_SUFFIXES = {'.pkl', '.pickle', '.pth', '.pt', '.bin'}
-MODEL_FILES = ('model.json', 'model.onnx', 'ensemble.json')  # What makes a folder a saved model (`load_covid_model` looks for them in this order)
+MODEL_FILES = ('model.json', 'model.onnx', 'ensemble.json')  # What makes a folder a saved model (`load_covid_model` reads an ensemble first, then the others in this order)
 
 def is_model_path(p:str|Path, # A path given where a model or an image may stand
                  ) -> bool:
@@ -315,8 +315,7 @@ def load_covid_model(path:str|Path, # Safe model folder, its `model.json`/`model
         return load_covid_ensemble(p, threads)
     if p.is_dir():
         if (p/'model.json').exists(): p = p/'model.json'
-        elif (p/'model.onnx').exists(): p = p/'model.onnx'
-        else: raise ModelFileError(f"{p} holds no model.json or model.onnx")
+        else: p = p/'model.onnx'   # (a folder holding none of `MODEL_FILES` was refused above)
     if p.suffix == '.safetensors': p = p.with_suffix('.json')
     if p.suffix == '.onnx': return _load_onnx(p, threads)
     if p.suffix == '.json': return _load_safe(p)
