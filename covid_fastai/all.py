@@ -27,4 +27,5 @@ from .cam import *
 from .plots import *
 from .report import *
 from .serve import *
+from .command import *
 from .cli import *

@@ -13,12 +13,11 @@ from pathlib import Path
 from .outputs import whole_file  # the model files are written whole or not at all
 
 # %% auto #0
-__all__ = ['CARD_FORMAT', 'PRETRAINED_ON', 'ModelCard']
+__all__ = ['CARD_FORMAT', 'ModelCard']
 
 # %% ../nbs/08_card.ipynb #02ab0461
 from .core import LABEL_DELIM   # (re-exported for `from covid_fastai.card import LABEL_DELIM`)
 CARD_FORMAT = 'covid-fastai/2'
-PRETRAINED_ON = {}  # Backbone name -> the data sets its pretrained weights were trained on (filled by `register_arch`)
 
 @dataclass
 class ModelCard:
@@ -38,7 +37,7 @@ class ModelCard:
     head_sizes: list|None = None  # Hidden sizes of a plain head; `None`: fastai's head
     head_dropout: float = 0.5     # Dropout of the plain head
     weights: str|None = None      # Where the starting weights came from: 'imagenet', a file name, or 'random'
-    pretrained_on: list|None = None # Data sets the starting weights were trained on ('ImageNet', 'NIH ChestX-ray14', ...); `None`: the backbone's (`PRETRAINED_ON`), or not recorded
+    pretrained_on: list|None = None # Data sets the starting weights were trained on ('ImageNet', 'NIH ChestX-ray14', ...); `[]`: random initialization; `None`: not recorded (cards made before this field)
     loss: str|None = None         # Loss name in `LOSSES`
     recipe: dict = field(default_factory=dict)   # How it was trained: recipe name, stages, epochs, learning rates, optimizer, ...
     split: dict = field(default_factory=dict)    # How the data was split: method, grouping, seed, counts per split and class
@@ -47,10 +46,6 @@ class ModelCard:
     versions: dict = field(default_factory=dict) # covid-fastai, torch, Python versions at save time
     weights_sha256: str|None = None # SHA-256 of `model.safetensors`, checked when it is loaded
     format: str = CARD_FORMAT     # Version of this record
-
-    def __post_init__(self):
-        if self.pretrained_on is None and self.weights is not None and self.arch in PRETRAINED_ON:
-            self.pretrained_on = [] if str(self.weights).startswith('random') else list(PRETRAINED_ON[self.arch])
 
     @property
     def n_out(self) -> int: return len(self.classes)

@@ -10,103 +10,42 @@ __all__ = ['COMMANDS', 'covid_fastai_train', 'covid_fastai_evaluate', 'covid_fas
            'covid_fastai_serve', 'main']
 
 # %% ../nbs/22_cli.ipynb #385464a1
-import sys, signal  # no `from __future__ import annotations`: fastcore's parser needs real types in the delegated signature
-from contextlib import contextmanager
+import sys  # no `from __future__ import annotations`: fastcore's parser needs real types in the delegated signature
+from functools import partial
 from pathlib import Path
-from fastcore.script import call_parse, bool_arg, parse_cli
+from fastcore.meta import delegates
+from fastcore.script import call_parse, bool_arg, _pos_split
 from .config import parse_label_map, _delegates_config
+from .command import command_frame, command_parser, flag_args, interrupted, check_interrupt, stop_on_interrupt, terminal
 from .outputs import check_outside as _outside   # one check for every command and the library
-
-# %% ../nbs/22_cli.ipynb #1e89299d
-def _console(cmd:str):
-    "What a command sets up for its own output, when it starts (never on import): names that are not UTF-8 printed with \\xNN, warnings on one line"
-    import warnings
-    from covid_fastai.outputs import NAME_ERRORS  # a light module: it registers the error handler
-    for s in (sys.stdout, sys.stderr):
-        if hasattr(s, 'reconfigure'): s.reconfigure(errors=NAME_ERRORS)
-    warnings.formatwarning = lambda msg, cat, *a, **k: f"covid-fastai {cmd}: warning: {_one_line(str(msg), 2000)}\n"   # no line of library source
-
-_INTERRUPTED = []  # set by the Ctrl-C handler: a KeyboardInterrupt swallowed somewhere (a `__del__`, a worker) still stops the run
-
-def _on_sigint(signum, frame):
-    _INTERRUPTED.append(signum)
-    raise KeyboardInterrupt
-
-def _interrupted(cmd:str):
-    print(f"covid-fastai {cmd}: interrupted; outputs left as they were before this run", file=sys.stderr)
-    sys.exit(130)
-
-def _check_interrupt():
-    "Stop between two steps once Ctrl-C was pressed (the library calls it as `stop`)"
-    if _INTERRUPTED: raise KeyboardInterrupt
-
-def _one_line(msg:str, limit:int=600) -> str:
-    "`msg` on one line (without the 'Exception occured in `X`' that fastai puts before a callback's error), cut at a word boundary after `limit` characters"
-    import re
-    msg = re.sub(r'^Exception occured in `\w+` when calling event `\w+`:\s*', '', msg)
-    msg = '; '.join(l.strip() for l in msg.splitlines() if l.strip())
-    if len(msg) > limit: msg = msg[:msg.rfind(' ', 0, limit) if ' ' in msg[:limit] else limit].rstrip(' ;,') + ' ... (--debug for everything)'
-    return msg
-
-@contextmanager
-def _command(cmd:str, # The sub-command, for its messages
-             debug:bool=False, # Re-raise errors with their traceback instead of one line
-            ):
-    "Every command's frame: its console set up, Ctrl-C as one line and exit status 130, any error as one line on stderr and exit status 1"
-    import threading
-    _console(cmd)
-    main = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGINT, _on_sigint) if main else None
-    try: yield
-    except KeyboardInterrupt: _interrupted(cmd)
-    except Exception as e:
-        if _INTERRUPTED: _interrupted(cmd)   # e.g. 'DataLoader worker exited unexpectedly' after Ctrl-C
-        if debug: raise
-        print(f"covid-fastai {cmd}: error: {_one_line(str(e)) or type(e).__name__}", file=sys.stderr)
-        sys.exit(1)
-    finally:
-        if main: signal.signal(signal.SIGINT, old)
-
-def _stop_on_interrupt():
-    "A fastai callback that stops training at the next batch once Ctrl-C was pressed"
-    from fastai.callback.core import Callback
-    class StopOnInterrupt(Callback):
-        order = -100
-        def before_batch(self): _check_interrupt()
-        after_epoch = before_batch
-    return StopOnInterrupt()
-
-def _terminal() -> bool:
-    "Whether stdout is a terminal; if not (a log file, a pipe), progress bars are silenced and training prints a line per epoch"
-    tty = sys.stdout.isatty()
-    if not tty:
-        from covid_fastai.learner import quiet_progress
-        quiet_progress()
-    return tty
-
 
 # %% ../nbs/22_cli.ipynb #fed90112
 @call_parse
-@_delegates_config
+@partial(_delegates_config, cli=True)   # (the parser needs the fields' metadata)
 def covid_fastai_train(
     path:str, # Data folder (one sub-folder per class, or train/, valid/ [test/]) or CSV file (path, label[, patient, split])
     out:str='covid_model', # Output folder for the model, its history and report
     calibrate:bool=False, # Fit a temperature on the validation set (stored in the model card)
     report:bool_arg=True, # Write an evaluation report to OUT/report
     quality:str='default', # Quality preset, one of `QUALITY_PRESETS`: 'default' trains one model; 'best' an ensemble of several on one split (about 4x the time), saved in OUT as one model
-    debug:bool=False, # Show the full traceback on errors
     **kwargs
 ):
     "Train a COVID-19 / pneumonia classifier on chest images, save it safely and report on it (research use only, not for diagnosis)"
-    with _command('train', debug):
-        from covid_fastai.train import train_and_save, trained_summary
-        from covid_fastai.learner import EpochLines
-        outp = train_and_save(path, out, calibrate=calibrate, report=report, quality=quality, stop=_check_interrupt,
-                              cbs=[_stop_on_interrupt(), EpochLines(bars=_terminal())], **kwargs)
-        if outp is not None: print(trained_summary(outp))
+    from covid_fastai.train import train_and_save, trained_summary
+    from covid_fastai.learner import EpochLines
+    outp = train_and_save(path, out, calibrate=calibrate, report=report, quality=quality, stop=check_interrupt,
+                          cbs=[stop_on_interrupt(), EpochLines(bars=terminal())], **kwargs)
+    if outp is not None: print(trained_summary(outp))
 
 # %% ../nbs/22_cli.ipynb #c7e4adb2
+def _model_options(
+    bs:int=32, # Batch size
+    tta:bool_arg=None, # Test-time augmentation (flips and a 10% zoom, averaged): true or false; default: as the model card says
+    allow_pickle:bool=False, # Allow a fastai pickle as model (it can run code: only files you trust)
+): "The options of every command that runs a saved model"
+
 @call_parse
+@delegates(_model_options)
 def covid_fastai_evaluate(
     model:str, # Saved model: folder with model.json + model.safetensors, or an .onnx file
     test:str, # Labelled test images: folder of class folders (a split folder's test/), or CSV file (path, label)
@@ -117,55 +56,47 @@ def covid_fastai_evaluate(
     n_boot:int=1000, # Bootstrap resamples of the confidence intervals
     seed:int=42, # Seed of the bootstrap and the image sample
     skip_unreadable:bool=False, # Leave unreadable test images out instead of stopping
-    bs:int=32, # Batch size
-    tta:bool_arg=None, # Test-time augmentation (flips and a 10% zoom, averaged): true or false; default: as the model card says
-    allow_pickle:bool=False, # Allow a fastai pickle as model (it can run code: only files you trust)
-    debug:bool=False, # Show the full traceback on errors
+    **kwargs
 ):
     "Evaluate a saved model (or an ensemble of several) on labelled images: metrics with confidence intervals, plots and report.html (research use only)"
-    with _command('evaluate', debug):
-        _terminal()
-        models, test = ([model, test, *more[:-1]], more[-1]) if more else ([model], test)
-        if not Path(test).expanduser().exists(): raise FileNotFoundError(f"No such test folder or file: {test}")
-        from covid_fastai.core import DISCLAIMER
-        from covid_fastai.data import data_roots
-        from covid_fastai.predict import load_models
-        from covid_fastai.report import evaluate
-        outp = _outside(out, [*data_roots(test), *models], 'report folder')
-        m = evaluate(load_models(models, allow_pickle), test, outp, label_map=parse_label_map(label_map), n_boot=n_boot, seed=seed, bs=bs, tta=tta,
-                     cam=None if cam == 'none' or len(models) > 1 else cam, skip_unreadable=skip_unreadable)   # Grad-CAM explains one network
-        ci, iv = m.get('ci', {}), lambda v: f" [{v[0]:.3f}, {v[1]:.3f}]" if v else ''
-        print(f"{m['n']} images, classes {', '.join(m['classes'])}: accuracy {m['accuracy']:.3f}{iv(ci.get('accuracy'))}, "
-              f"macro F1 {m['macro_f1']:.3f}{iv(ci.get('macro_f1'))}, macro AUC {m['macro_auc'] or float('nan'):.3f}{iv(ci.get('macro_auc'))} (95% intervals)")
-        print(f"Report: {outp/'report.html'}\n{DISCLAIMER}")
+    terminal()
+    models, test = ([model, test, *more[:-1]], more[-1]) if more else ([model], test)
+    if not Path(test).expanduser().exists(): raise FileNotFoundError(f"No such test folder or file: {test}")
+    from covid_fastai.core import DISCLAIMER
+    from covid_fastai.data import data_roots
+    from covid_fastai.predict import load_models
+    from covid_fastai.report import evaluate
+    outp = _outside(out, [*data_roots(test), *models], 'report folder')
+    m = evaluate(load_models(models, kwargs.pop('allow_pickle', False)), test, outp, label_map=parse_label_map(label_map), n_boot=n_boot, seed=seed,
+                 cam=None if cam == 'none' or len(models) > 1 else cam, skip_unreadable=skip_unreadable, **kwargs)   # Grad-CAM explains one network
+    ci, iv = m.get('ci', {}), lambda v: f" [{v[0]:.3f}, {v[1]:.3f}]" if v else ''
+    print(f"{m['n']} images, classes {', '.join(m['classes'])}: accuracy {m['accuracy']:.3f}{iv(ci.get('accuracy'))}, "
+          f"macro F1 {m['macro_f1']:.3f}{iv(ci.get('macro_f1'))}, macro AUC {m['macro_auc'] or float('nan'):.3f}{iv(ci.get('macro_auc'))} (95% intervals)")
+    print(f"Report: {outp/'report.html'}\n{DISCLAIMER}")
 
 # %% ../nbs/22_cli.ipynb #42d6bfd0
 @call_parse
+@delegates(_model_options)
 def covid_fastai_predict(
     model:str, # Saved model: folder with model.json + model.safetensors, or an .onnx file
     *images:str, # Image files or folders; saved models before them make an ensemble (MODEL_A MODEL_B IMAGES...)
     out:str='predictions.csv', # CSV file of the predictions (not inside an input folder)
     heatmaps:str=None, # Folder to write Grad-CAM overlays to (PyTorch models)
     skip_unreadable:bool=False, # Leave unreadable images out (listed on stderr) instead of stopping
-    bs:int=32, # Batch size
     threads:int=None, # CPU threads (default: the library's default)
-    tta:bool_arg=None, # Test-time augmentation (flips and a 10% zoom, averaged): true or false; default: as the model card says
-    allow_pickle:bool=False, # Allow a fastai pickle as model (it can run code: only files you trust)
-    debug:bool=False, # Show the full traceback on errors
+    **kwargs
 ):
     "Predict the class of chest images with a saved model (or an ensemble of several); print a table and write a CSV (research use only, not for diagnosis)"
-    with _command('predict', debug):
-        _terminal()
-        import pandas as pd
-        from covid_fastai.core import DISCLAIMER
-        from covid_fastai.predict import predict_images, split_models
-        models, images = split_models([model, *images])
-        df = predict_images(models, images, out=out, heatmaps=heatmaps, skip_unreadable=skip_unreadable, bs=bs, tta=tta, threads=threads,
-                            allow_pickle=allow_pickle, stop=_check_interrupt)
-        with pd.option_context('display.max_rows', 200, 'display.width', 160, 'display.float_format', '{:.4f}'.format):
-            print(df.drop(columns='heatmap', errors='ignore').assign(file=[Path(f).name for f in df.file]).to_string(index=False))
-        print(f"Predictions of {len(df)} images written to {Path(out).expanduser().resolve()}"
-              + (f"; heatmaps in {Path(heatmaps).expanduser().resolve()}" if heatmaps else '') + f"\n{DISCLAIMER}")
+    terminal()
+    import pandas as pd
+    from covid_fastai.core import DISCLAIMER
+    from covid_fastai.predict import predict_images, split_models
+    models, images = split_models([model, *images])
+    df = predict_images(models, images, out=out, heatmaps=heatmaps, skip_unreadable=skip_unreadable, threads=threads, stop=check_interrupt, **kwargs)
+    with pd.option_context('display.max_rows', 200, 'display.width', 160, 'display.float_format', '{:.4f}'.format):
+        print(df.drop(columns='heatmap', errors='ignore').assign(file=[Path(f).name for f in df.file]).to_string(index=False))
+    print(f"Predictions of {len(df)} images written to {Path(out).expanduser().resolve()}"
+          + (f"; heatmaps in {Path(heatmaps).expanduser().resolve()}" if heatmaps else '') + f"\n{DISCLAIMER}")
 
 # %% ../nbs/22_cli.ipynb #de1248b1
 @call_parse
@@ -175,16 +106,14 @@ def covid_fastai_export(
     opset:int=17, # ONNX opset
     tol:float=1e-4, # Largest accepted difference between ONNX and PyTorch probabilities
     allow_pickle:bool=False, # Allow a fastai pickle as model (it can run code: only files you trust)
-    debug:bool=False, # Show the full traceback on errors
 ):
     "Export a saved model to ONNX (for onnxruntime) and check that it predicts the same probabilities"
-    with _command('export', debug):
-        from covid_fastai.inference import load_covid_model, export_onnx, onnx_parity
-        pred = load_covid_model(model, allow_pickle=allow_pickle)
-        if pred.backend != 'torch': raise ValueError(f"{model} is already ONNX; export needs the safe model folder")
-        fn = export_onnx(pred, _outside(out, [model], 'ONNX file'), opset=opset)
-        if (diff := onnx_parity(pred, fn)) > tol: raise ValueError(f"ONNX and PyTorch probabilities differ by {diff:.2e} > {tol:.0e}")
-        print(f"Wrote {fn} ({fn.stat().st_size/1e6:.1f} MB); largest probability difference from PyTorch on 4 inputs: {diff:.1e}")
+    from covid_fastai.inference import load_covid_model, export_onnx, onnx_parity
+    pred = load_covid_model(model, allow_pickle=allow_pickle)
+    if pred.backend != 'torch': raise ValueError(f"{model} is already ONNX; export needs the safe model folder")
+    fn = export_onnx(pred, _outside(out, [model], 'ONNX file'), opset=opset)
+    if (diff := onnx_parity(pred, fn)) > tol: raise ValueError(f"ONNX and PyTorch probabilities differ by {diff:.2e} > {tol:.0e}")
+    print(f"Wrote {fn} ({fn.stat().st_size/1e6:.1f} MB); largest probability difference from PyTorch on 4 inputs: {diff:.1e}")
 
 # %% ../nbs/22_cli.ipynb #19fe3d52
 @call_parse
@@ -193,17 +122,15 @@ def covid_fastai_check_data(
     min_size:int=224, # Report images whose shorter side is below this
     max_dist:int=2, # Largest perceptual-hash distance reported as a near duplicate
     save:str=None, # Also write the report (Markdown) and per-file table (CSV) next to this path (outside the data)
-    debug:bool=False, # Show the full traceback on errors
 ):
     "Check a data set: unreadable files, class balance, small images, duplicates and near duplicates across splits"
-    with _command('check-data', debug):
-        _terminal()
-        from covid_fastai.data import checked_roots, read_layout
-        from covid_fastai.check import check_dataset
-        roots = checked_roots(path)
-        if save: _outside(save, roots, 'report')
-        rep = check_dataset(read_layout(Path(path).expanduser()), min_size=min_size, max_dist=max_dist, save=save)
-        print(rep.summary())
+    terminal()
+    from covid_fastai.data import checked_roots, read_layout
+    from covid_fastai.check import check_dataset
+    roots = checked_roots(path)
+    if save: _outside(save, roots, 'report')
+    rep = check_dataset(read_layout(Path(path).expanduser()), min_size=min_size, max_dist=max_dist, save=save)
+    print(rep.summary())
     if rep.unreadable: sys.exit(3)
 
 @call_parse
@@ -212,14 +139,12 @@ def covid_fastai_resize(
     dest:str, # New folder for the copies (outside src)
     size:int=256, # Longest side of the copies in pixels (Lanczos)
     rebuild:bool=False, # Empty and remake DEST if its copies were made with another size, window or source (else refused)
-    debug:bool=False, # Show the full traceback on errors
 ):
     "Write downscaled copies of every image under SRC into DEST (the originals are not touched)"
-    with _command('resize', debug):
-        _terminal()
-        from covid_fastai.prep import resize_xrays
-        res = resize_xrays(src, dest, size=size, rebuild=rebuild)   # (a missing SRC, or DEST inside it, is refused there)
-        print(f"{int(res.result.isin(['done', 'skipped']).sum())} of {len(res)} images in {dest} (Lanczos, longest side {size} px)")
+    terminal()
+    from covid_fastai.prep import resize_xrays
+    res = resize_xrays(src, dest, size=size, rebuild=rebuild)   # (a missing SRC, or DEST inside it, is refused there)
+    print(f"{int(res.result.isin(['done', 'skipped']).sum())} of {len(res)} images in {dest} (Lanczos, longest side {size} px)")
 
 @call_parse
 def covid_fastai_augment(
@@ -230,13 +155,11 @@ def covid_fastai_augment(
     flip:bool_arg=True, # Random horizontal flips
     seed:int=42, # Random seed
     skip_unreadable:bool=False, # Leave unreadable training images out (named in a warning) instead of stopping
-    debug:bool=False, # Show the full traceback on errors
 ):
     "Grow a small data set: copy SRC to DEST with rotated and flipped copies of each training image"
-    with _command('augment', debug):
-        _terminal()
-        from covid_fastai.prep import augment_folder
-        augment_folder(src, dest, n_per_image=n_per_image, max_rotate=max_rotate, flip=flip, seed=seed, skip_unreadable=skip_unreadable)
+    terminal()
+    from covid_fastai.prep import augment_folder
+    augment_folder(src, dest, n_per_image=n_per_image, max_rotate=max_rotate, flip=flip, seed=seed, skip_unreadable=skip_unreadable)
 
 # %% ../nbs/22_cli.ipynb #22d0e002
 @call_parse
@@ -244,43 +167,47 @@ def covid_fastai_demo(
     out:str='covid_demo', # Output folder for the model and its report
     epochs:int=4, # Epochs of the whole network, after one epoch of the head alone
     size:int=224, # Images are resized to size x size
-    debug:bool=False, # Show the full traceback on errors
 ):
     "Try the whole pipeline offline in about two minutes: train on the bundled NIH sample, evaluate on held-out patients, write the report"
     from covid_fastai.datasets import sample_xrays
     src = sample_xrays()
     print(f"covid-fastai demo: {src.name}, the sample that ships with the package (NIH ChestX-ray14, No_findings vs Pneumonia, "
           f"80 X-rays of 80 patients), split by patient into train / valid / test", flush=True)
-    covid_fastai_train.__wrapped__(str(src), out=out, arch='efficientnet_lite0', size=size, epochs=epochs, test_pct=0.25, debug=debug)
+    covid_fastai_train.__wrapped__(str(src), out=out, arch='efficientnet_lite0', size=size, epochs=epochs, test_pct=0.25)
     print(f"Next: open the report in a browser; train on your own images with `covid-fastai train DATA_FOLDER`; try the model with "
           f"`covid-fastai serve {out}`. Images: NIH Clinical Center (ChestX-ray14), cite Wang et al., CVPR 2017.")
 
 # %% ../nbs/22_cli.ipynb #b9c89e09
 @call_parse
+@delegates(_model_options, but=['bs'])
 def covid_fastai_serve(
     model:str, # Saved model: folder with model.json + model.safetensors, or an .onnx file
     host:str='127.0.0.1', # Interface to listen on (0.0.0.0: every interface)
     port:int=8000, # Port
     max_mb:float=20., # Largest accepted upload in MB
     cam:str='gradcam', # Heatmaps: gradcam, gradcam++ or none
-    tta:bool_arg=None, # Test-time augmentation (flips and a 10% zoom, averaged): true or false; default: as the model card says
-    allow_pickle:bool=False, # Allow a fastai pickle as model (it can run code: only files you trust)
-    debug:bool=False, # Show the full traceback on errors
+    max_queue:int=32, # Uploads accepted at once (being predicted or waiting); more are answered 503 with Retry-After
+    workers:int=2, # Threads decoding and predicting uploads (model calls run one at a time)
+    **kwargs
 ):
     "Serve a web page where a user uploads a chest image and sees the prediction and its heatmap (research use only)"
-    with _command('serve', debug):
-        from covid_fastai.serve import serve
-        try: serve(model, host=host, port=port, max_mb=max_mb, cam=cam, allow_pickle=allow_pickle, tta=tta)
-        except KeyboardInterrupt: pass   # Ctrl-C stops the server: not an error
+    from covid_fastai.serve import serve
+    try: serve(model, host=host, port=port, max_mb=max_mb, cam=cam, max_queue=max_queue, workers=workers, **kwargs)
+    except KeyboardInterrupt: pass   # Ctrl-C stops the server: not an error
 
 # %% ../nbs/22_cli.ipynb #71557f8d
 COMMANDS = {'demo': covid_fastai_demo, 'train': covid_fastai_train, 'evaluate': covid_fastai_evaluate, 'predict': covid_fastai_predict,
             'export': covid_fastai_export, 'check-data': covid_fastai_check_data, 'resize': covid_fastai_resize,
             'augment': covid_fastai_augment, 'serve': covid_fastai_serve}
+_EPILOGS = {'serve': "Web API: POST /api/predict with the image as multipart form field `image` (or as the raw body); query ?heatmap=1 adds a "
+                     "Grad-CAM overlay, &explain=CLASS explains that class. JSON answer: predicted, probability, probabilities (class -> "
+                     "probability), image and heatmap (PNG data URIs), explains, image_type, model, calibration, disclaimer; errors: "
+                     "{error} with status 400/413/415 (bad upload) or 503 (busy, Retry-After). GET /health: status, model, classes, queue."}
 
 def main():
-    "`covid-fastai <command> ...`: run a sub-command (`covid-fastai --help` lists them)"
-    args = sys.argv[1:]
+    "`covid-fastai <command> ...` (or `covid-fastai-<command> ...`): run a sub-command in its frame (`command_frame`); `covid-fastai --help` lists them"
+    prog, args = Path(sys.argv[0]).stem, sys.argv[1:]
+    if prog.startswith('covid-fastai-'): args = [prog.removeprefix('covid-fastai-'), *args]   # the scripts `covid-fastai-train`, ...
     if not args or args[0] in ('-h', '--help'):
         print("usage: covid-fastai <command> [options]   (covid-fastai <command> --help for its options)\n\ncommands:")
         for k, f in COMMANDS.items(): print(f"  {k:<11} {f.__doc__}")
@@ -288,13 +215,15 @@ def main():
         sys.exit(0 if args else 2)
     if args[0] in ('-V', '--version'):
         from covid_fastai import __version__; print(__version__); sys.exit(0)
-    cmd = args[0]
-    if cmd not in COMMANDS:
+    cmd, f = args[0], getattr(COMMANDS.get(args[0]), '__wrapped__', None)
+    if f is None:
         print(f"covid-fastai: error: unknown command {cmd!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr)
         sys.exit(2)
-    sys.argv = [f'covid-fastai {cmd}'] + args[1:]
-    f = COMMANDS[cmd].__wrapped__
     try:
-        pargs, kwargs, _ = parse_cli(f)
-        return f(*pargs, **kwargs)
-    except KeyboardInterrupt: _interrupted(cmd)   # before a command installs its own handler
+        p = command_parser(f, cmd, help=any(a in ('-h', '--help') for a in args[1:]))
+        if cmd in _EPILOGS: p.epilog = f"{_EPILOGS[cmd]} {p.epilog}"
+        kw = {k: v for k, v in vars(p.parse_args(flag_args(p, args[1:]))).items() if k not in ('pdb', 'xtra')}
+    except KeyboardInterrupt: interrupted(cmd)   # before the command's frame installs its own handler
+    with command_frame(cmd, kw.pop('debug')):
+        pargs, kw = _pos_split(f, kw)
+        return f(*pargs, **kw)

@@ -152,16 +152,17 @@ def augmented_origins(path, # A folder written by `augment_folder`
 
 def group_ids(fnames, # Image files under `path`
               path, # The data folder
-              patient_re:str|None='auto', # Regex reading patient ids from file names; 'auto': `NIH_PATIENT_RE` when every name matches it
+              patient_re:str|None='auto', # Regex reading patient ids from file names; 'auto': `NIH_PATIENT_RE` when any name matches it
              ) -> tuple:
-    "The patient (or group) id of each file and where the ids come from; an augmented copy gets its original's id"
+    "The patient (or group) id of each file and where the ids come from; an augmented copy gets its original's id, a name without an id is its own group"
     fnames = [Path(f) for f in fnames]
     orig = augmented_origins(path)
     base = [orig.get(f.resolve(), f) for f in fnames] if orig else fnames
-    if patient_re == 'auto':
-        patient_re = NIH_PATIENT_RE if base and all(re.search(NIH_PATIENT_RE, b.name) for b in base) else None
+    if patient_re == 'auto': patient_re = NIH_PATIENT_RE if any(re.search(NIH_PATIENT_RE, b.name) for b in base) else None
     pats = patient_from_name(base, patient_re) if patient_re else [None] * len(base)
-    how = [f"file names ({patient_re})"] if patient_re and any(p is not None for p in pats) else []
+    n = sum(p is not None for p in pats)
+    how = [f"file names ({patient_re})" + (f" for {n} of {len(pats)} images, each other image alone" if n < len(pats) else '')] if n else []
+    if n and not orig: pats = [p if p is not None else f"image:{b.name}:{i}" for i, (p, b) in enumerate(zip(pats, base))]   # (a mixed folder)
     if orig:
         root = Path(path).resolve()
         pats = [p if p is not None else f"original:{b.relative_to(root) if root in b.parents else b}" for p, b in zip(pats, base)]
@@ -171,7 +172,7 @@ def group_ids(fnames, # Image files under `path`
 
 # %% ../nbs/03_data.ipynb #1098aaa9
 def folder_layout(path, # Data folder: one sub-folder per class, or train/, valid/ (and optional test/) each with class sub-folders
-                  patient_re:str|None='auto', # Regex reading the patient id from a file name; 'auto': `NIH_PATIENT_RE` if every name matches it; `None`: none
+                  patient_re:str|None='auto', # Regex reading the patient id from a file name; 'auto': `NIH_PATIENT_RE` where a name matches it (others: each image alone); `None`: none
                  ) -> Layout:
     "The labelled images under `path`, with their split if the folder is already split, and patient ids from file names or augmentation"
     path = _check_dir(path)
@@ -403,7 +404,7 @@ def split_layout(lay:Layout, # Layout to split (left unchanged)
                          f"(give patient_col= or patient_re=, or use method='stratified')")
     if method != 'patient' and names_look_grouped(lay.df.fname):
         warn(f"Splitting {show_path(Path(lay.path).name)}/ by image although its file names look like NIH patient ids ({NIH_PATIENT_RE}): images of one "
-             f"patient can land on both sides and inflate the scores. Pass patient_re=NIH_PATIENT_RE (--patient-re) to split by patient")
+             f"patient can land on both sides and inflate the scores. Split by patient: patient_re='auto' (--patient-re auto, the default) reads them, and split='auto' or 'patient' uses them")
     labels, groups = lay.df.label.tolist(), lay.df.patient.tolist()
     if method == 'stratified' and lay.multi_label: method = 'random'
     idx = np.arange(len(lay.df))

@@ -9,7 +9,6 @@ from __future__ import annotations
 from fastai.vision.all import *
 from .images import *
 from .data import *
-from .card import ModelCard
 from .registry import lookup
 
 # %% auto #0
@@ -133,9 +132,5 @@ def covid_dls(lay:Layout, # A split `Layout` (from `split_layout`, or `prepare_l
         dls = dsets.dataloaders(dl_type=WorkerWeightedDL, dl_kwargs=({'wgts': wgts}, {}), **kw)
     else: dls = dsets.dataloaders(**{'dl_type': WorkerTfmdDL, **kw})
     dls.layout = lay
-    mean, std = (stats if stats is not None else ([0.] * 3, [1.] * 3))
-    dls.card = ModelCard(classes=[str(c) for c in dls.vocab], size=int(size), mean=[float(m) for m in np.ravel(mean)],
-                         std=[float(s) for s in np.ravel(std)], window=list(window) if isinstance(window, tuple) else window,
-                         multi_label=lay.multi_label, label_delim=lay.label_delim, split=lay.split_summary(), data=lay.source,
-                         preprocess=None if preprocess in (None, 'none') else preprocess)
+    dls.reading = dict(window=window, preprocess=None if preprocess in (None, 'none') else preprocess)   # how images are read: for the model card
     return dls

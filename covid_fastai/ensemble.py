@@ -80,11 +80,17 @@ class Ensemble:
         try: yield self
         finally: self._kept = None
 
-    def predict_proba(self, items=None, bs:int=32, progress:bool=False) -> np.ndarray:
+    def predict_proba(self, items=None, # Image files (or a DataFrame with `fname`); the first Learner's validation images by default
+                      bs:int=32, # Batch size
+                      progress:bool=False, # (Accepted as `Predictor.predict_proba` does; members predict without a bar)
+                     ) -> np.ndarray:
         "Weighted average of the members' probabilities on `items`"
         return sum(w * p for w, p in zip(self.weights, self.member_probs(items, bs))).astype(np.float32)
 
-    def decode(self, probs) -> list: return self.card.decode(probs)
+    def decode(self, probs:np.ndarray, # Probabilities `(n, n_classes)`
+              ) -> list:
+        "Predicted label of each row of `probs`, as the members' card decodes it (the most probable class, or the classes over `thresh`)"
+        return self.card.decode(probs)
 
     def predict(self, imgs, # Image files
                 names:list|None=None, # Name of each image in the table (file paths by default)

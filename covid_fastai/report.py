@@ -7,6 +7,7 @@ Docs: https://covid-fastai.github.io/covid-fastai/report.html.md"""
 # %% ../nbs/20_report.ipynb #97f12036
 from __future__ import annotations
 import base64, html, json, datetime
+from warnings import warn
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -112,6 +113,8 @@ def write_report(ev:Evaluation, # The evaluation to report
     m = dict(ev.metrics(n_boot=n_boot, seed=seed))
     classes, multi, preds = ev.classes, ev.multi_label, ev.table
     m['ece'] = ev.ece
+    m['chance'] = ev.chance(n_boot=n_boot, seed=seed)   # the majority-class accuracy, and warnings in words
+    for w in m['chance']['warnings']: warn(w)
     m['model'] = dict(arch=ev.card.arch, classes=ev.card.classes, size=ev.card.size, temperature=ev.card.temperature, thresh=ev.card.thresh,
                       recipe=(ev.card.recipe or {}).get('name'), valid_metrics=(ev.card.metrics or {}).get('valid'),
                       backend=getattr(getattr(ev, 'predictor', None), 'backend', None), source=ev.source)
@@ -222,6 +225,7 @@ def report_html(m:dict, # Metrics from `evaluate`
              + (f', {len(m["test"]["unreadable"])} unreadable images left out' if m['test'].get('unreadable') else '') + '.</p>',
              *[f'<p class="warn">{html.escape(w)}</p>' for w in m['test'].get('pretraining_overlap') or []],
              '<h2>Metrics</h2>', _table(summary, ['Metric', 'Value', f'{int(ci.get("level", .95)*100)}% CI']),
+             *([f'<p class="{"warn" if ch["warnings"] or not ch["beats_majority"] else "small"}">{html.escape(ch["text"])}</p>'] if (ch := m.get('chance')) else []),
              f'<p class="small">Confidence intervals: {html.escape(ci.get("method", ""))}; {ci.get("n_boot", "")} bootstrap resamples, seed {ci.get("seed", "")}.'
              + (f' Multi-label: a class is predicted above probability {m["thresh"]}.' if m['multi_label'] else '') + '</p>',
              f'<h2>Per class</h2><p class="small">Each value with its {int(ci.get("level", .95)*100)}% confidence interval.</p>',

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from contextlib import nullcontext
+from fastcore.meta import delegates
 from .imread import load_xray, is_dicom, image_dims, ImageReadError
 from .inference import load_covid_model, Predictor, DISCLAIMER
 
@@ -269,21 +270,19 @@ def create_app(model, # A `Predictor`, or a saved model path (safe folder or .on
     return app
 
 # %% ../nbs/21_serve.ipynb #71b6040f
+@delegates(create_app)
 def serve(model, # Saved model: safe folder (model.json + model.safetensors) or .onnx file
           host:str='127.0.0.1', # Interface to listen on (127.0.0.1: this machine only)
           port:int=8000, # Port
-          max_mb:float=20., # Largest accepted upload in MB
-          cam:str='gradcam', # Heatmap method: 'gradcam', 'gradcam++' or 'none'
-          allow_pickle:bool=False, # Allow a fastai pickle as model (it can run code)
-          tta:bool|None=None, # Test-time augmentation (flips and a 10% zoom, averaged); `None`: as the model card says
+          **kwargs
          ):
     "Run the web app with uvicorn until interrupted"
     import uvicorn, socket
-    check_serve_options(max_mb=max_mb, cam=cam, port=port)
+    check_serve_options(port=port)   # (the other options: create_app checks them before loading the model)
     try:   # a port in use fails here in one line, before the model is loaded (uvicorn would print its own text and exit 3)
         with socket.create_server((host, port)): pass
     except OSError as e: raise OSError(f"Cannot listen on {host}:{port}: {e.strerror or e} (another server on that port? choose one with --port)") from None
-    app = create_app(model, max_mb=max_mb, cam=cam, allow_pickle=allow_pickle, tta=tta)
+    app = create_app(model, **kwargs)
     print(f"Serving {app.predictor} on http://{host}:{port}  ({DISCLAIMER})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level='info', access_log=True,   # a line per request: client, request, status
                 h11_max_incomplete_event_size=16 * 1024, limit_concurrency=512)   # request headers of at most 16 kB; connections beyond 512 get 503

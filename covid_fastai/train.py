@@ -95,7 +95,7 @@ def train_covid_learner(path, # Data folder (one sub-folder per class, or train/
                        ) -> Learner:
     "Train a transfer-learning classifier on the images under `path` and return the `Learner` (on several processes under `accelerate launch`/`torchrun`)"
     cfg = train_config(cfg, **kwargs)
-    spec = get_arch(cfg.arch)
+    spec = cfg.spec   # looked up once, by the configuration
     init_distributed()   # several processes: join their group (one process: nothing to do)
     main = is_main()
     with warnings.catch_warnings():

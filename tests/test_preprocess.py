@@ -80,7 +80,7 @@ def test_trained_with_clahe_predicts_the_same_everywhere(tmp_path):
     from covid_fastai.inference import Predictor, save_covid_model, load_covid_model, export_onnx
     src = make_synthetic_xrays(tmp_path/'x', n_per_class=12, size=48, seed=3)
     dls = covid_dls(prepare_layout(src, check=False), size=32, bs=8, num_workers=0, stats=get_arch('efficientnet_lite0').stats, preprocess='clahe')
-    assert dls.card.preprocess == 'clahe'
+    assert dls.reading['preprocess'] == 'clahe'
     learn = covid_learner(dls, 'efficientnet_lite0')
     learn.fit(1, 1e-3)
     assert learn.card.preprocess == 'clahe'

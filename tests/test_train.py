@@ -65,7 +65,7 @@ def test_cli_errors_are_one_line(xray_folder, tmp_path):
     r = subprocess.run(['covid-fastai-train', str(xray_folder), '--out', str(xray_folder/'out')], capture_output=True, text=True)
     assert r.returncode == 1 and 'inputs are never modified' in r.stderr and not (xray_folder/'out').exists()
     r = subprocess.run(['covid-fastai-train', '--help'], capture_output=True, text=True)
-    assert r.returncode == 0 and '--arch' in r.stdout and 'Backbone: mobilenet' in r.stdout
+    assert r.returncode == 0 and '--arch' in r.stdout and 'Backbone, one of mobilenet, ' in r.stdout and 'efficientnet_lite0' in r.stdout
 
 @pytest.mark.parametrize('loss', ['bce', 'focal'])
 def test_multi_label_trains(tmp_path, loss):

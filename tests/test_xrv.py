@@ -120,7 +120,8 @@ def test_tiny_train_save_load(xrv_learner, tmp_path):
     import covid_fastai.cam   # adds Predictor.heatmaps
     hm = p.heatmaps(fns[:1])
     assert hm.shape == (1, 32, 32) and np.isfinite(hm).all()
-    assert ModelCard(['a', 'b'], arch='xrv_densenet121_nih', weights='random initialization').pretrained_on == []
+    from covid_fastai.learner import data_card
+    assert data_card(learn.dls, get_arch('xrv_densenet121_nih'), pretrained=False).pretrained_on == []   # random weights: pretrained on nothing
 
 def test_overlap_warns_by_name(xrv_learner, tmp_path):
     "Evaluating on NIH-named files warns, naming the data set and the weights; other names do not"

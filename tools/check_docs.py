@@ -8,7 +8,9 @@ load with no JavaScript error, no console error and no failed request; have a ti
 loaded (naturalWidth > 0); be no wider than the viewport (1280 px); and show no path of the machine it was built or run on
 (`/work/...`, `/tmp/...`, `../shared/...`, a warning's file location). The page of a module notebook (numbered, with `#| default_exp`) must document its API: at
 least one show_doc block, i.e. a heading (h2-h4) naming a symbol followed by a code block with its signature
-(`def name(` or `class name(`), and show at least one output of its own examples. Links between pages must reach an existing page and anchor. Every notebook of nbs/
+(`def name(` or `class name(`), and show at least one output of its own examples. Every public method of the classes of
+`API_CLASSES` (no leading underscore; defined in the class, or patched in by any module of the library) must have its show_doc
+block (a heading `Class.method`) on the page of the notebook that defines it; a missing one fails, named. Links between pages must reach an existing page and anchor. Every notebook of nbs/
 must have its page, unless `--partial` (for a site built with `docs_site.py --only`; links to missing pages are then
 allowed). Exits 1 listing the problems. Uses Debian's Chromium (`chromium`, or /usr/bin/chromium) through Playwright,
 as the browser tests do.
@@ -23,7 +25,7 @@ CHROMIUM = '/usr/bin/chromium'
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
                  '--disable-sync', '--no-first-run', '--disable-quic']
 
-# The number of show_doc blocks: headings naming a symbol, followed (before the next heading) by its signature
+# The show_doc blocks: the names in headings (`Evaluation.metrics`) followed (before the next heading) by their signature
 SHOW_DOCS_JS = r"""() => [...document.querySelectorAll('h2, h3, h4')].filter(h => {
   const name = h.textContent.replace('¶', '').trim().split('.').pop();
   if (!/^[A-Za-z_]\w*$/.test(name)) return false;
@@ -33,7 +35,37 @@ SHOW_DOCS_JS = r"""() => [...document.querySelectorAll('h2, h3, h4')].filter(h =
     if (pre && sig.test(pre.textContent)) return true;
   }
   return false;
-}).length"""
+}).map(h => h.textContent.replace('¶', '').trim())"""
+
+# Classes whose every public method needs a show_doc block on its page: class name -> the module defining it
+API_CLASSES = {'Evaluation': 'covid_fastai.evaluation', 'Predictor': 'covid_fastai.inference', 'ModelCard': 'covid_fastai.card',
+               'Ensemble': 'covid_fastai.ensemble', 'Layout': 'covid_fastai.data'}
+
+def module_pages(nbs=ROOT/'nbs', lib='covid_fastai'):
+    "{module: page} of the module notebooks of `nbs` (`#| default_exp evaluation` in 16_evaluation.ipynb: covid_fastai.evaluation -> evaluation.html)"
+    res = {}
+    for nb in nbs.glob('*.ipynb'):
+        m = re.search(r'#\|\s*default_exp\s+([\w.]+)', nb.read_text())
+        if m and not nb.name.startswith(('_', '.')): res[f'{lib}.{m[1]}'] = html_name(nb.relative_to(nbs)).as_posix()
+    return res
+
+def api_methods(classes=API_CLASSES, nbs=ROOT/'nbs') -> dict:
+    "{page: {'Class.method', ...}}: the public methods of `classes` (defined in the class, or patched in by any module of the library), on the page of the module that defines each"
+    import importlib, inspect
+    pages, idx = module_pages(nbs), {}
+    try: idx = importlib.import_module('covid_fastai._modidx').d['syms']
+    except ImportError: pass
+    res = {}
+    for cname, mod in classes.items():
+        cls = getattr(importlib.import_module(mod), cname)
+        for m in idx:   # modules that patch methods into the class (nbdev's index lists `module.Class.method`)
+            if m != mod and any(k.startswith(f'{m}.{cname}.') for k in idx[m]): importlib.import_module(m)
+        for name in vars(cls):   # methods, class methods (fastcore's `patch(cls_method=True)` too) and static methods, not properties
+            v = getattr(cls, name)
+            if name.startswith('_') or not (inspect.isfunction(v) or inspect.ismethod(v)): continue
+            f = inspect.unwrap(getattr(v, '__func__', v))
+            res.setdefault(pages.get(f.__module__, pages.get(mod)), set()).add(f'{cname}.{name}')
+    return res
 
 # Paths of the machine a page was built or run on (data folders, temporary folders, a warning's file location)
 MACHINE_PATH = re.compile(r"(?<![\w.~])(?:/(?:work|tmp|root|home|Users|usr|opt|var|mnt|private)/[^\s'\"<>)]+|\.\./shared/[^\s'\"<>)]*|[A-Za-z]:\\\\Users\\\\\S+)")
@@ -75,8 +107,8 @@ def serve(site):
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv, f'http://127.0.0.1:{srv.server_address[1]}/'
 
-def check_page(browser, url, module, shot=None):
-    "Problems found on the page at `url`, and [ids, links] of the page"
+def check_page(browser, url, module, shot=None, methods=()):
+    "Problems found on the page at `url` (`methods`: the `Class.method` names it must document), and [ids, links] of the page"
     errs, found = [], [[], []]
     ctx = browser.new_context(viewport={'width': 1280, 'height': 900})
     pg = ctx.new_page()
@@ -90,7 +122,9 @@ def check_page(browser, url, module, shot=None):
         if not pg.title().strip(): errs.append("no <title>")
         if not pg.locator('h1').count() or not pg.locator('h1').first.inner_text().strip(): errs.append("no <h1> title")
         errs += [f"image not loaded: {s}" for s in pg.evaluate(BROKEN_IMAGES_JS)]
-        if module and not pg.evaluate(SHOW_DOCS_JS): errs.append("module page without any API (show_doc) block")
+        documented = set(pg.evaluate(SHOW_DOCS_JS))
+        if module and not documented: errs.append("module page without any API (show_doc) block")
+        errs += [f"{m}: public method without a show_doc entry on this page" for m in sorted(set(methods) - documented)]
         if module and not pg.evaluate(OUTPUTS_JS): errs.append("module page without any output of its examples")
         w, vw = pg.evaluate(WIDTH_JS)
         if w > vw + 1: errs.append(f"page wider than the viewport ({w} px > {vw} px)")
@@ -110,12 +144,13 @@ def check_site(site, browser, nbs=ROOT/'nbs', screenshots=None, partial=False):
     problems = [] if partial else [f"{p}: missing (no page for its notebook)" for p in expected if p not in pages]
     if not pages: problems.append(f"no HTML pages in {site}")
     if screenshots: Path(screenshots).mkdir(parents=True, exist_ok=True)
+    methods = api_methods(nbs=Path(nbs))
     srv, base = serve(site)
     ids, links = {}, {}
     try:
         for p in pages:
             shot = Path(screenshots)/(p.replace('/', '__')[:-5] + '.png') if screenshots else None
-            errs, (ids[p], links[p]) = check_page(browser, base + p, expected.get(p, False), shot)
+            errs, (ids[p], links[p]) = check_page(browser, base + p, expected.get(p, False), shot, methods.get(p, ()))
             known = [e for e in errs if e.startswith('paths of the machine')] if p in KNOWN_MACHINE_PATHS else []
             for e in known: print(f"known, not yet fixed: {p}: {e}", file=sys.stderr)
             if p in KNOWN_MACHINE_PATHS and not known: problems.append(f"{p}: shows no machine path any more: remove it from KNOWN_MACHINE_PATHS")
