@@ -13,7 +13,7 @@ from PIL import Image
 from .registry import lookup
 
 # %% auto #0
-__all__ = ['CAM_METHODS', 'cam_layer', 'heatmaps', 'cam_overlay']
+__all__ = ['CAM_METHODS', 'cam_layer', 'heatmaps', 'cam_overlay', 'cam_figure']
 
 # %% ../nbs/18_cam.ipynb #5ccf9c76
 def cam_layer(model:nn.Module, # A model from `create_covid_model` (`nn.Sequential(body, head)`)
@@ -66,3 +66,22 @@ def cam_overlay(img, # The image: PIL, or `(h, w, 3)` array in 0-255 or 0-1
     if heatmap.shape != (h, w):
         heatmap = np.asarray(Image.fromarray(heatmap.astype(np.float32), 'F').resize((w, h), Image.BILINEAR))
     return show_cam_on_image(a, np.clip(heatmap, 0, 1), use_rgb=True, image_weight=1 - alpha)
+
+def cam_figure(img:Image.Image, # The image as the model saw it (`Predictor.image`)
+               heatmap:np.ndarray, # Its heatmap `(h', w')` in 0-1
+               caption:str, # What the heatmap shows, e.g. 'x.png: Pneumonia (0.91); Grad-CAM of Pneumonia'
+               view:int=448, # Longest side of the picture in pixels
+              ) -> Image.Image:
+    "`cam_overlay` at a size people can read, with a caption and the disclaimer under it"
+    import textwrap
+    from PIL import ImageDraw, ImageFont
+    from covid_fastai.core import DISCLAIMER
+    s = view / max(img.size)
+    img = img.convert('RGB').resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.LANCZOS)
+    ov = Image.fromarray(cam_overlay(img, heatmap))
+    font = ImageFont.load_default(size=13)
+    lines = [l for t in (caption, DISCLAIMER) for l in textwrap.wrap(t, max(20, ov.width // 7))]
+    out = Image.new('RGB', (ov.width, ov.height + 17 * len(lines) + 8), 'white')
+    out.paste(ov)
+    for j, l in enumerate(lines): ImageDraw.Draw(out).text((5, ov.height + 4 + 17 * j), l, fill='black', font=font)
+    return out

@@ -106,9 +106,14 @@ class ModelCard:
             bad('weights_sha256', 'must be 64 hexadecimal digits')
         return self
 
-    def to_json(self) -> str: return json.dumps(self.to_dict(), indent=2, default=_jsonable)
+    def to_json(self) -> str:
+        "The card as indented JSON text (what `save` writes)"
+        return json.dumps(self.to_dict(), indent=2, default=_jsonable)
     @classmethod
-    def from_json(cls, s:str) -> ModelCard: return cls.from_dict(json.loads(s))
+    def from_json(cls, s:str # JSON text of a card
+                 ) -> ModelCard:
+        "A `ModelCard` from JSON text (checked as `from_dict` does)"
+        return cls.from_dict(json.loads(s))
 
     def save(self, fn:str|Path # File to write (`model.json`); written whole or not at all
             ) -> Path:
@@ -117,7 +122,8 @@ class ModelCard:
         return Path(fn)
 
     @classmethod
-    def load(cls, fn:str|Path) -> ModelCard:
+    def load(cls, fn:str|Path # A `model.json` file
+            ) -> ModelCard:
         "Read a card written by `save`"
         return cls.from_json(Path(fn).read_text())
 

@@ -62,17 +62,12 @@ def covid_fastai_evaluate(
     terminal()
     models, test = ([model, test, *more[:-1]], more[-1]) if more else ([model], test)
     if not Path(test).expanduser().exists(): raise FileNotFoundError(f"No such test folder or file: {test}")
-    from covid_fastai.core import DISCLAIMER
     from covid_fastai.data import data_roots
     from covid_fastai.predict import load_models
     from covid_fastai.report import evaluate
     outp = _outside(out, [*data_roots(test), *models], 'report folder')
-    m = evaluate(load_models(models, kwargs.pop('allow_pickle', False)), test, outp, label_map=parse_label_map(label_map), n_boot=n_boot, seed=seed,
-                 cam=None if cam == 'none' or len(models) > 1 else cam, skip_unreadable=skip_unreadable, **kwargs)   # Grad-CAM explains one network
-    ci, iv = m.get('ci', {}), lambda v: f" [{v[0]:.3f}, {v[1]:.3f}]" if v else ''
-    print(f"{m['n']} images, classes {', '.join(m['classes'])}: accuracy {m['accuracy']:.3f}{iv(ci.get('accuracy'))}, "
-          f"macro F1 {m['macro_f1']:.3f}{iv(ci.get('macro_f1'))}, macro AUC {m['macro_auc'] or float('nan'):.3f}{iv(ci.get('macro_auc'))} (95% intervals)")
-    print(f"Report: {outp/'report.html'}\n{DISCLAIMER}")
+    evaluate(load_models(models, kwargs.pop('allow_pickle', False)), test, outp, label_map=parse_label_map(label_map), n_boot=n_boot, seed=seed,
+             cam=None if cam == 'none' or len(models) > 1 else cam, skip_unreadable=skip_unreadable, **kwargs)   # (it prints its summary)
 
 # %% ../nbs/22_cli.ipynb #42d6bfd0
 @call_parse

@@ -286,7 +286,7 @@ def chance(self:Evaluation, n_boot:int=1000, # Bootstrap resamples of the AUC in
            seed:int=42, # Seed of the bootstrap
            one_class:float=0.95, # Warn when at least this share of the images get the same prediction
           ) -> dict:
-    "Does the model beat chance? The majority-class accuracy, whether the accuracy's interval lies above it, the share of the most-predicted class, whether the AUC's interval holds 0.5, `warnings` and a one-line `text`"
+    "Does the model beat chance? The majority-class accuracy, whether the accuracy's interval lies above it, the share of the most-predicted class, whether the AUC's interval holds 0.5, `warnings`, and in words: `verdict` (beats it or not) and `text` (the verdict and the warnings)"
     P = predictions_matrix(self.probs, self.multi_label, self.thresh)
     if self.multi_label:  # the "class" of an image is its set of labels: exact-match accuracy against always predicting the commonest set
         key = lambda M: [self.delim.join(c for c, on in zip(self.classes, r) if on) for r in M]
@@ -309,10 +309,10 @@ def chance(self:Evaluation, n_boot:int=1000, # Bootstrap resamples of the AUC in
     if r['auc_at_chance']:
         r['warnings'].append(f"The {pct} interval of the macro AUC, [{auc_ci[0]:.3f}, {auc_ci[1]:.3f}], contains 0.5: "
                              "the model's scores may rank the images no better than chance")
-    r['text'] = (f"Chance level: predicting {what(maj)} for every image scores {n_maj / self.n:.3f}; the accuracy, {acc:.3f} "
-                 f"[{acc_ci[0]:.3f}, {acc_ci[1]:.3f}], " + ("beats it" if r['beats_majority'] else "does not beat it")
-                 + f" ({pct} interval {'above' if r['beats_majority'] else 'not above'} it)."
-                 + ''.join(f" Warning: {w}." for w in r['warnings']))
+    r['verdict'] = (f"Chance level: predicting {what(maj)} for every image scores {n_maj / self.n:.3f}; the accuracy, {acc:.3f} "
+                    f"[{acc_ci[0]:.3f}, {acc_ci[1]:.3f}], " + ("beats it" if r['beats_majority'] else "does not beat it")
+                    + f" ({pct} interval {'above' if r['beats_majority'] else 'not above'} it).")
+    r['text'] = r['verdict'] + ''.join(f" Warning: {w}." for w in r['warnings'])
     return r
 
 # %% ../nbs/16_evaluation.ipynb #2db0b1c1

@@ -342,14 +342,17 @@ class EpochLines(Callback):
         if rank_distrib(): self.print_fn = noop   # on several processes the first one prints
         self._announced = False
         if not self.bars: self.learn.logger = noop   # fastai's table (or the Recorder's raw lists): the lines below replace it
+        elif self.learn.logger is not noop and not hasattr(self.learn, 'lr_finder'): self._announce(1)   # a real fit: before fastai's table header
     def before_epoch(self): self._trained = False
     def before_train(self):
         if hasattr(self.learn, 'lr_finder'): return
         self._trained = True
+        self._announce(0)
+    def _announce(self, ahead):
         if self._announced: return
         self._announced = True
-        log = getattr(self.learn, 'epoch_logger', None)
-        stage, name = (log.stage, log.stage_name) if log is not None else ('', None)
+        log = getattr(self.learn, 'epoch_logger', None)   # (it counts a stage at its first training phase: `ahead` before that)
+        stage, name = (log.stage + ahead, log.stage_name) if log is not None else ('', None)
         n = sum(p.numel() for p in self.learn.model.parameters() if p.requires_grad)
         self.print_fn(f"Stage {stage}{f' ({name})' if name else ''}: {self.learn.n_epoch} epoch{'s' if self.learn.n_epoch > 1 else ''}, "
                       f"{n:,} trainable parameters")

@@ -94,14 +94,14 @@ def predict_images(models, # A saved model path, a list of them (averaged as an 
         import torch; torch.set_num_threads(threads)
     df = _predict_readable(pred, files, bs, skip_unreadable, progress, stop)
     if hdir is not None:
-        from covid_fastai.cam import cam_overlay
+        from covid_fastai.cam import cam_figure
         kept, names = [Path(f) for f in df.file], heatmap_names(list(df.file))
         with output_folder(hdir, 'heatmaps.csv') as tmp:
             for i in range(0, len(kept), bs):
-                chunk = kept[i:i+bs]
-                for f, n, h in zip(chunk, names[i:i+bs], pred.heatmaps(chunk)):
-                    im = pred.image(f).resize((pred.size, pred.size))   # as the model saw it (window, crop, equalization)
-                    Image.fromarray(cam_overlay(np.asarray(im), h)).save(tmp/n)
+                chunk, rows = kept[i:i+bs], df.iloc[i:i+bs]
+                for f, n, h, c, p in zip(chunk, names[i:i+bs], pred.heatmaps(chunk, targets=None if pred.card.multi_label else list(rows.predicted)),
+                                         rows.predicted, rows.probability):   # the class the table predicts (with TTA, too)
+                    cam_figure(pred.image(f), h, f"{f.name}: {c} ({p:.2f}); Grad-CAM of {c}").save(tmp/n)   # as the model saw it (window, crop, equalization)
                 if stop is not None: stop()
             write_csv(df[['file']].assign(heatmap=names), tmp/'heatmaps.csv')
         df['heatmap'] = [str(hdir/n) for n in names]

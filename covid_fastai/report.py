@@ -20,7 +20,7 @@ from .cam import cam_overlay
 from .outputs import output_folder, write_csv, write_text, check_outside
 
 # %% auto #0
-__all__ = ['evaluate', 'write_report', 'report_html']
+__all__ = ['evaluate', 'metrics_summary', 'write_report', 'report_html']
 
 # %% ../nbs/20_report.ipynb #36ee1158
 def _as_predictor(model, calibrate):
@@ -71,9 +71,10 @@ def evaluate(model, # A trained `Learner`, a `Predictor`, an `Ensemble`, or a sa
              title:str|None=None, # Report title
              progress:bool=True, # Show progress
              tta:bool|None=None, # Test-time augmentation (flips and a 10% zoom, averaged); `None`: as the model card says
+             quiet:bool=False, # Print nothing (else `metrics_summary`: the metrics, the chance verdict and the report's page)
              **kwargs # Arguments of `test_layout` for a table (`path`, `fn_col`, `label_col`, ...)
             ) -> dict:
-    "Evaluate `model` on `test` and write metrics, predictions, plots and a self-contained HTML report to `out`"
+    "Evaluate `model` on `test` and write metrics, predictions, plots and a self-contained HTML report to `out`; the metrics"
     pred, learn, calib = _as_predictor(model, calibrate)
     if tta is not None: pred = as_predictor(pred, tta)
     lay = test_layout(test, check_files=not skip_unreadable, **kwargs)   # missing files are skipped like unreadable ones
@@ -83,7 +84,21 @@ def evaluate(model, # A trained `Learner`, a `Predictor`, an `Ensemble`, or a sa
     with output_folder(out, 'report.html') as tmp:   # the report appears whole, or the previous one stays
         write_report(ev, tmp, n_boot=n_boot, seed=seed, cam=cam, n_top=n_top, n_sample=n_sample, n_cam=n_cam, title=title,
                      history=_history(pred, learn), calibration=calib, test_source=str(test) if not isinstance(test, pd.DataFrame) else 'DataFrame')
-        return json.loads((tmp/'metrics.json').read_text())
+        m = json.loads((tmp/'metrics.json').read_text())
+    if not quiet: print(metrics_summary(m, out))
+    return m
+
+def metrics_summary(m:dict, # Metrics from `evaluate`
+                    out:str|Path|None=None, # Its report folder, to name the page
+                   ) -> str:
+    "What an evaluation found, for people: accuracy, macro F1 and AUC with their intervals, the verdict against chance, the report's page, the disclaimer"
+    ci, iv = m.get('ci', {}), lambda v: f" [{v[0]:.3f}, {v[1]:.3f}]" if v else ''
+    auc = m.get('macro_auc')
+    lines = [f"{m['n']} images, classes {', '.join(m['classes'])}: accuracy {m['accuracy']:.3f}{iv(ci.get('accuracy'))}, macro F1 "
+             f"{m['macro_f1']:.3f}{iv(ci.get('macro_f1'))}, macro AUC {auc if auc is not None else float('nan'):.3f}{iv(ci.get('macro_auc'))} (95% intervals)"]
+    if m.get('chance'): lines.append(m['chance']['verdict'])
+    if out is not None: lines.append(f"Report: {Path(out)/'report.html'}")
+    return '\n'.join(lines + [DISCLAIMER])
 
 def _provenance(card) -> dict:
     "How the model was made, from its card: weights, recipe, epochs, learning rates, size, split"
@@ -210,9 +225,10 @@ def report_html(m:dict, # Metrics from `evaluate`
              f"{_fmt(m['macro_auc'])} {rng_(ci.get('macro_auc'))}".strip(), m['n']),
             ('weighted avg', _fmt(m['weighted_precision']), _fmt(m['weighted_recall']), '', _fmt(m['weighted_f1']), '', m['n'])]
     prov = m.get('provenance') or {}
-    show = lambda v: json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+    show = lambda v: ', '.join(map(str, v)) if isinstance(v, list) else json.dumps(v) if isinstance(v, dict) else str(v)
     prov_rows = [(k.replace('_', ' '), show(v)) for k, v in prov.items() if v is not None and k not in ('split_counts', 'valid_metrics')]
-    if prov.get('split_counts'): prov_rows.append(('images per split and class', show(prov['split_counts'])))
+    for sp, counts in (prov.get('split_counts') or {}).items():   # one row per split: 'COVID-19 12, No_findings 40, ...'
+        prov_rows.append((f'{sp} images', ', '.join(f'{c} {n}' for c, n in counts.items()) if isinstance(counts, dict) else show(counts)))
     parts = [f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>',
              f'<h1>{html.escape(title)}</h1>',
              f'<p class="warn"><b>{html.escape(m["disclaimer"])}</b> These numbers describe this test set only; '
@@ -230,7 +246,7 @@ def report_html(m:dict, # Metrics from `evaluate`
              + (f' Multi-label: a class is predicted above probability {m["thresh"]}.' if m['multi_label'] else '') + '</p>',
              f'<h2>Per class</h2><p class="small">Each value with its {int(ci.get("level", .95)*100)}% confidence interval.</p>',
              _table(per, ['Class', 'Precision', 'Recall (sensitivity)', 'Specificity', 'F1', 'AUC', 'Support']),
-             '<h2>How the model was made</h2>' + (_table(prov_rows, ['', '']) if prov_rows else '<p>Unknown: the model has no card.</p>')]
+             '<h2>How the model was made</h2>' + (_table(prov_rows, ['Setting', 'Value']) if prov_rows else '<p>Unknown: the model has no card.</p>')]
     if m.get('calibration'):
         c = m['calibration']
         parts.append(f'<p>Temperature scaling fitted on {c["n"]} validation images: T = {c["temperature"]:.3f}; '

@@ -175,7 +175,7 @@ def train_and_save(path, # Data folder (one sub-folder per class, or train/, val
         if report:
             from covid_fastai.report import evaluate
             test, which = report_set(learn.dls.layout)
-            evaluate(learn, test, tmp/'report', title=f"{learn.card.arch} on the {which} images of {(learn.card.data or {}).get('name')}")
+            evaluate(learn, test, tmp/'report', title=f"{learn.card.arch} on the {which} images of {(learn.card.data or {}).get('name')}", quiet=True)
         stop()
     return outp
 
@@ -188,17 +188,18 @@ def trained_summary(out:str|Path, # A folder `train_and_save` wrote
     from covid_fastai.card import ModelCard
     out, lines = Path(out), []
     rep = out/'report'/'report.html'
+    verdict = lambda: [json.loads((rep.parent/'metrics.json').read_text()).get('chance', {}).get('verdict')] if (rep.parent/'metrics.json').exists() else []
     if (out/'members.csv').exists():
         res = pd.read_csv(out/'members.csv')
         q = (json.loads((out/'ensemble.json').read_text()).get('quality') or 'custom')
         lines.append(f"Saved the {q!r} ensemble to {out} ({len(res) - 1} models), accuracy on the {res.images[0]} images: "
                      + ', '.join(f"{r.model} {r.accuracy:.3f}" for r in res.itertuples()))
-        if rep.exists(): lines.append(f"Report: {rep}")
+        if rep.exists(): lines += verdict() + [f"Report: {rep}"]
     else:
         m = ModelCard.load(out/'model.json').metrics
         lines.append(f"Saved to {out}: validation {_metrics_text(m.get('valid'))}" + (f"; test {_metrics_text(m['test'])}" if m.get('test') else ''))
-        if rep.exists(): lines.append(f"Report: {rep} ({'test' if m.get('test') else 'validation'} images)")
-    return '\n'.join(lines + [DISCLAIMER])
+        if rep.exists(): lines += verdict() + [f"Report: {rep} ({'test' if m.get('test') else 'validation'} images)"]
+    return '\n'.join([l for l in lines if l] + [DISCLAIMER])
 
 def _train_preset(path, outp, quality, report, cbs, stop, kwargs):
     "`train_and_save` with a quality preset: its members trained on one split, saved in `outp` as one ensemble, reported on, each member's accuracy in `members.csv`"
@@ -215,7 +216,7 @@ def _train_preset(path, outp, quality, report, cbs, stop, kwargs):
         with ens.keep_probs():   # the report and the per-member accuracies share one prediction per member
             if report:
                 from covid_fastai.report import evaluate
-                evaluate(ens, test, tmp/'report', title=f"{ens.card.arch} on the {which} images of {(ens.learners[0].card.data or {}).get('name')}")
+                evaluate(ens, test, tmp/'report', title=f"{ens.card.arch} on the {which} images of {(ens.learners[0].card.data or {}).get('name')}", quiet=True)
             write_csv(ens.evaluate(test).assign(images=which), tmp/'members.csv')
         stop()
     return outp

@@ -54,3 +54,11 @@ def test_check_docs(small_site, browser, tmp_path):
     assert 'check.html: module page without any API (show_doc) block' in problems
     assert 'index.html: broken link to check.html#nowhere (no such anchor)' in problems
     assert 'data.html: missing (no page for its notebook)' in problems
+
+def test_api_methods_need_entries():
+    "check_docs knows every public method of the API classes (class methods patched in with fastcore's `patch` too), on its module's page"
+    m = check_docs.api_methods()
+    assert {'Evaluation.from_model', 'Evaluation.metrics', 'Evaluation.chance'} <= m['evaluation.html']
+    assert {'Predictor.predict', 'Predictor.from_file'} <= m['inference.html'] and 'Layout.split_summary' in m['data.html']
+    assert 'ModelCard.load' in m['card.html'] and 'Ensemble.keep_probs' in m['ensemble.html']
+    assert not any(n.split('.')[1].startswith('_') or n in ('Evaluation.table', 'Layout.vocab') for s in m.values() for n in s)  # no private names, no properties

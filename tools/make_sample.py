@@ -33,8 +33,8 @@ the NIH asks for attribution and a citation:
 > IEEE CVPR 2017. https://nihcc.app.box.com/v/ChestXray-NIHCC
 
 Images courtesy of the NIH Clinical Center. The images are the NIH images of the DarkCovidNet collection (`No_findings`
-and `Pneumonia`), selected and downscaled by `tools/make_sample.py` (`--n {n} --size {size} --quality {quality} --seed
-{seed}`). There are no COVID-19 images here: the public COVID-19 X-rays come from figures whose licenses vary one by one.
+and `Pneumonia`), selected and downscaled by
+`tools/make_sample.py --n {n} --size {size} --quality {quality} --seed {seed}`. There are no COVID-19 images here: the public COVID-19 X-rays come from figures whose licenses vary one by one.
 Labels were mined from radiology reports by the NIH and are known to be noisy. Research and teaching use only: not for
 diagnosis.
 """
