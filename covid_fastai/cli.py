@@ -6,11 +6,11 @@ Docs: https://covid-fastai.github.io/covid-fastai/cli.html.md"""
 
 # %% auto #0
 __all__ = ['COMMANDS', 'covid_fastai_train', 'covid_fastai_evaluate', 'covid_fastai_predict', 'covid_fastai_export',
-           'covid_fastai_check_data', 'covid_fastai_resize', 'covid_fastai_augment', 'covid_fastai_demo',
+           'covid_fastai_check_data', 'covid_fastai_resize', 'covid_fastai_augment', 'demo_result', 'covid_fastai_demo',
            'covid_fastai_serve', 'main']
 
 # %% ../nbs/22_cli.ipynb #385464a1
-import sys  # no `from __future__ import annotations`: fastcore's parser needs real types in the delegated signature
+import sys, json  # no `from __future__ import annotations`: fastcore's parser needs real types in the delegated signature
 from functools import partial
 from pathlib import Path
 from fastcore.meta import delegates
@@ -33,9 +33,10 @@ def covid_fastai_train(
     "Train a COVID-19 / pneumonia classifier on chest images, save it safely and report on it (research use only, not for diagnosis)"
     from covid_fastai.train import train_and_save, trained_summary
     from covid_fastai.learner import EpochLines
+    bars = terminal()
     outp = train_and_save(path, out, calibrate=calibrate, report=report, quality=quality, stop=check_interrupt,
-                          cbs=[stop_on_interrupt(), EpochLines(bars=terminal())], **kwargs)
-    if outp is not None: print(trained_summary(outp))
+                          cbs=[stop_on_interrupt(), EpochLines(bars=bars)], **kwargs)
+    if outp is not None: print(('\n' if bars else '') + trained_summary(outp))   # (fastprogress leaves its last bar's line open)
 
 # %% ../nbs/22_cli.ipynb #c7e4adb2
 def _model_options(
@@ -156,21 +157,40 @@ def covid_fastai_augment(
     from covid_fastai.prep import augment_folder
     augment_folder(src, dest, n_per_image=n_per_image, max_rotate=max_rotate, flip=flip, seed=seed, skip_unreadable=skip_unreadable)
 
+# %% ../nbs/22_cli.ipynb #f9f1a851
+def demo_result(m:dict, # The report's `metrics.json` (with its `chance` section, `Evaluation.chance`)
+               ) -> str:
+    "The demo's last line: the test result against chance, in words"
+    c, n = m['chance'], m['n']
+    ci = lambda v: f"[{v[0]:.3f}, {v[1]:.3f}]" if v else "(no interval)"
+    res = (f"Result on {n} held-out test images: accuracy {c['accuracy']:.3f} {ci(c['accuracy_ci'])} against {c['majority_accuracy']:.3f} "
+           f"for always answering {c['majority']!r}; AUC {c['auc']:.3f} {ci(c['auc_ci'])} against 0.5 for guessing. ")
+    if c['beats_majority'] and c['auc_at_chance'] is False:
+        return res + "Both intervals lie above chance: the model learned something (a research demo, not a diagnosis)."
+    return (res + "The model did not clearly beat chance on these images" + ''.join(f"; {w}" for w in c['warnings'])
+            + ". Try more epochs (--epochs) or larger images (--size).")
+
 # %% ../nbs/22_cli.ipynb #22d0e002
 @call_parse
 def covid_fastai_demo(
     out:str='covid_demo', # Output folder for the model and its report
-    epochs:int=4, # Epochs of the whole network, after one epoch of the head alone
-    size:int=224, # Images are resized to size x size
+    epochs:int=2, # Epochs of the whole network, after `freeze_epochs` of the head alone
+    freeze_epochs:int=2, # Epochs of the new head alone, the backbone frozen
+    size:int=128, # Images are resized to size x size
+    lr:float=1e-3, # Learning rate
+    seed:int=42, # Seed of the patient split and of training
 ):
-    "Try the whole pipeline offline in about two minutes: train on the bundled NIH sample, evaluate on held-out patients, write the report"
+    "Try the whole pipeline offline in about a minute: train on the bundled NIH sample, evaluate on held-out patients, write the report"
     from covid_fastai.datasets import sample_xrays
     src = sample_xrays()
+    n = sum(1 for d in src.iterdir() if d.is_dir() for f in d.iterdir() if f.suffix.lower() in ('.jpg', '.jpeg', '.png'))
     print(f"covid-fastai demo: {src.name}, the sample that ships with the package (NIH ChestX-ray14, No_findings vs Pneumonia, "
-          f"80 X-rays of 80 patients), split by patient into train / valid / test", flush=True)
-    covid_fastai_train.__wrapped__(str(src), out=out, arch='efficientnet_lite0', size=size, epochs=epochs, test_pct=0.25)
+          f"{n} X-rays of {n} patients), split by patient into train / valid / test", flush=True)
+    covid_fastai_train.__wrapped__(str(src), out=out, arch='efficientnet_lite0', size=size, epochs=epochs, freeze_epochs=freeze_epochs,
+                                   lr=lr, seed=seed, test_pct=0.25)
     print(f"Next: open the report in a browser; train on your own images with `covid-fastai train DATA_FOLDER`; try the model with "
           f"`covid-fastai serve {out}`. Images: NIH Clinical Center (ChestX-ray14), cite Wang et al., CVPR 2017.")
+    if (mj := Path(out).expanduser()/'report'/'metrics.json').exists(): print(demo_result(json.loads(mj.read_text())))
 
 # %% ../nbs/22_cli.ipynb #b9c89e09
 @call_parse

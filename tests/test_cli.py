@@ -196,11 +196,12 @@ def test_demo_runs_offline_on_the_bundled_sample(tmp_path):
     "The README's main job: no data folder, no network; a log that reads as lines (stdout is a pipe here)"
     from covid_fastai.datasets import sample_xrays
     before = tree_digest(sample_xrays())
-    r = cli('demo', '--epochs', 1, '--size', 64, '--out', tmp_path/'demo')
+    r = cli('demo', '--epochs', 1, '--freeze-epochs', 1, '--size', 64, '--out', tmp_path/'demo')
     m = json.loads((tmp_path/'demo'/'report'/'metrics.json').read_text())
-    assert m['n'] == 20 and m['classes'] == ['No_findings', 'Pneumonia']
+    assert m['n'] == 120 and m['classes'] == ['No_findings', 'Pneumonia'] and m['chance']['majority_accuracy'] == 0.5
     out = r.stdout
-    assert 'split by patient' in out and 'Stage 1 (head)' in out and '  epoch 1/1: train_loss ' in out and 'Report: ' in out
+    assert '480 X-rays of 480 patients' in out and 'split by patient' in out and 'Stage 1 (head)' in out and '  epoch 1/1: train_loss ' in out
+    assert 'Report: ' in out and out.strip().splitlines()[-1].startswith('Result on 120 held-out test images: accuracy ')   # ends with the result against chance
     assert '\r' not in out and '█' not in out and len(out.splitlines()) < 40   # no progress-bar redraws in a log
     assert tree_digest(sample_xrays()) == before
 

@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RES, NBS = ROOT/'bench'/'results', ROOT/'nbs'
 OUT = NBS/'23_benchmarks.ipynb'
 SECTIONS = [  # (results stem, heading, plot or None, what it is)
+    ('demo', 'The demo learns', None,
+     '`bench/demo.py`: `covid-fastai demo` on the bundled NIH sample, one seed (and so one patient split) per run: the test '
+     'result against chance, and how long a user waits for it.'),
     ('quality', 'Accuracy on real chest X-rays', 'quality.png',
      '`bench/quality.py`: `train_covid_learner`\'s defaults on the patient-grouped split of xray3, against the published DarkCovidNet numbers.'),
     ('source_holdout', 'A source held out of training', None,
