@@ -128,12 +128,19 @@ def covid_loss(name:str, # One of `LOSSES`
 OPTIMIZERS = ('adam', 'sgd')
 SCHEDULES = ('one_cycle', 'flat', 'flat_cos')
 
+def _fused_ok(opt_cls) -> dict:
+    "`fused=True` where this PyTorch has a fused kernel of `opt_cls` (one call steps every parameter), else `foreach=True`"
+    return dict(fused=True) if 'fused' in inspect.signature(opt_cls).parameters else dict(foreach=True)
+
 def covid_opt(name:str='adam', # 'adam' or 'sgd'
               mom:float=0.9, # Momentum of SGD
              ):
-    "fastai optimizer function `name`"
+    "Optimizer function `name` for a `Learner`: PyTorch's fused `AdamW` or `SGD` in fastai's `OptimWrapper`, with fastai's defaults"
     lookup(name, OPTIMIZERS, 'optimizer')
-    return Adam if name == 'adam' else partial(SGD, mom=mom)
+    if name == 'adam':   # fastai's `Adam`: betas (0.9, 0.99), eps 1e-5, decoupled weight decay 0.01
+        opt = partial(torch.optim.AdamW, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01, **_fused_ok(torch.optim.AdamW))
+    else: opt = partial(torch.optim.SGD, momentum=mom, weight_decay=0., **_fused_ok(torch.optim.SGD))
+    return partial(OptimWrapper, opt=opt)
 
 @delegates(Learner.fit_one_cycle)
 def fit_schedule(learn:Learner, # Learner to train

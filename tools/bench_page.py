@@ -21,8 +21,8 @@ SECTIONS = [  # (results stem, heading, plot or None, what it is)
     ('source_holdout', 'A source held out of training', None,
      '`bench/source_holdout.py`: COVID-19 sensitivity on X-rays of a source the model never saw (the shortcut tutorial\'s method), '
      'per preprocessing setting.'),
-    ('speed', 'Training speed on the CPU', 'speed.png',
-     '`bench/speed.py`: images per second of the library\'s `Learner` against a hand-written PyTorch loop with the same model, '
+    ('speed_cpu_*', 'Training speed on the CPU', 'speed_cpu_*.png',
+     '`bench/speed.py` (one results file per processor kind): images per second of the library\'s `Learner` against a hand-written PyTorch loop with the same model, '
      'images, augmentation, batch size, optimizer and workers, and where the time goes.'),
     ('cpu_precision', 'Numeric formats on the CPU', None,
      '`bench/cpu_precision.py`: a training step in float32 or bfloat16 autocast, NCHW or channels-last, per backbone: what '
@@ -41,6 +41,15 @@ def _cell(kind, text):
     cid = hashlib.sha1(text.encode()).hexdigest()[:8]
     return dict(cell_type=kind, id=cid, metadata={}, source=text.splitlines(keepends=True))
 
+def _expand(sections):
+    "A section whose stem has a `*` (one results file per processor kind) becomes one section per file, headed by the processor"
+    for stem, head, png, what in sections:
+        if '*' not in stem: yield stem, head, png, what; continue
+        for md in sorted(RES.glob(f'{stem}.md')):
+            kind = md.stem[len(stem) - 1:]
+            env = json.loads(md.with_suffix('.json').read_text()).get('env', {}) if md.with_suffix('.json').exists() else {}
+            yield md.stem, f"{head}: {env.get('processor', kind)}", png.replace('*', kind) if png else None, what
+
 def page() -> dict:
     cells = [_cell('markdown', '# Benchmarks\n\n> Accuracy on real chest X-rays against the published numbers, training speed against a plain '
                    'PyTorch loop, inference latency and data loading: what the scripts in `bench/` measured, on which machine.'),
@@ -48,7 +57,7 @@ def page() -> dict:
                    '`bench/results/`; this page is generated from them by `tools/bench_page.py`. None of it is a test: run the scripts '
                    'again to measure your own machine. The X-rays are xray3, a local copy of 905 images of the DarkCovidNet sources (`--data PATH` of each script), '
                    'which is not part of the repository.\n\n**Research and teaching tool, not a medical device.**')]
-    for stem, head, png, what in SECTIONS:
+    for stem, head, png, what in _expand(SECTIONS):
         md = RES/f'{stem}.md'
         if not md.exists():
             if stem == 'speed_gpu': cells.append(_cell('markdown', f'## {head}\n\nNot measured yet: no GPU was lent to the sessions that ran the benchmarks. '
