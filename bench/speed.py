@@ -20,7 +20,7 @@ processor kind: with and without AMX units the numbers differ) or speed_gpu.*.
 
     python bench/speed.py --data ../shared/data/xray3 [--archs mobilenet,efficientnet_lite0,resnet18] [--bs 32] [--batches 12]
 """
-import argparse, json, os, platform, resource, sys, tempfile, time
+import argparse, json, os, platform, re, resource, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 from _child import emit, run_child
@@ -237,7 +237,7 @@ def main():
     tag = f'_cpu_{slug(proc)}' if dev.startswith('cpu') else '_gpu'   # one results file per processor kind
     env = dict(python=platform.python_version(), device=dev, processor=proc, amx=amx,
                bf16=sorted({r['arch'] for r in rows if r['precision'] == 'bf16'}), data=Path(a.data).name, n_images=len(files),
-               command='python bench/speed.py ' + ' '.join(sys.argv[1:]))
+               command='python bench/speed.py ' + ' '.join('DATA' if v == a.data else re.sub(r'^--data=.*', '--data=DATA', v) for v in sys.argv[1:]))
     env.update(bs=a.bs, size=a.size, workers=a.workers, batches=a.batches, skip=a.skip, rounds=a.rounds)
     res_dir = Path(a.out); res_dir.mkdir(parents=True, exist_ok=True)
     fn = res_dir/f'speed{tag}.json'
@@ -253,7 +253,7 @@ def report(fn:Path):
            'model step img/s (ceiling)', 'library / ceiling', 'peak RSS MB'] + (['peak GPU MB'] if gpu else [])
     md = [f"# Training throughput on {env['device']}: {env['processor']}", '',
           f"Processor: {env['processor']}; AMX units: {'yes' if env['amx'] else 'no'}; bfloat16 autocast used for: "
-          f"{', '.join(env['bf16']) or 'none (every backbone in float32)'}. Command: `{env['command']}`.", '',
+          f"{', '.join(env['bf16']) or 'none (every backbone in float32)'}. Command: `{env['command']}` (DATA: a local copy of {env['data']}).", '',
           f"Batch {env['bs']}, {env['size']} px, {env['workers']} DataLoader workers, real JPEGs from {env['data']}; steady state over batches "
           f"{env['skip'] + 1}-{env['batches']}, median of {env['rounds']} rounds in which the measurements take turns. Random init, all "
           "layers trained, Adam (the library: its default, PyTorch's fused `AdamW` in fastai's `OptimWrapper`; the plain loop: "
