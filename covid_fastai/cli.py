@@ -80,6 +80,7 @@ def covid_fastai_predict(
     heatmaps:str=None, # Folder to write Grad-CAM overlays to (PyTorch models)
     skip_unreadable:bool=False, # Leave unreadable images out (listed on stderr) instead of stopping
     threads:int=None, # CPU threads (default: the library's default)
+    workers:int=None, # Threads reading and preprocessing the images (default: one per core; 0: none)
     **kwargs
 ):
     "Predict the class of chest images with a saved model (or an ensemble of several); print a table and write a CSV (research use only, not for diagnosis)"
@@ -88,7 +89,8 @@ def covid_fastai_predict(
     from covid_fastai.core import DISCLAIMER
     from covid_fastai.predict import predict_images, split_models
     models, images = split_models([model, *images])
-    df = predict_images(models, images, out=out, heatmaps=heatmaps, skip_unreadable=skip_unreadable, threads=threads, stop=check_interrupt, **kwargs)
+    df = predict_images(models, images, out=out, heatmaps=heatmaps, skip_unreadable=skip_unreadable, threads=threads, workers=workers,
+                        stop=check_interrupt, **kwargs)
     with pd.option_context('display.max_rows', 200, 'display.width', 160, 'display.float_format', '{:.4f}'.format):
         print(df.drop(columns='heatmap', errors='ignore').assign(file=[Path(f).name for f in df.file]).to_string(index=False))
     print(f"Predictions of {len(df)} images written to {Path(out).expanduser().resolve()}"

@@ -16,7 +16,7 @@ from .card import ModelCard, whole_file
 from .outputs import file_sha256 as _sha256
 
 # %% auto #0
-__all__ = ['TTA_ZOOM', 'MODEL_FILES', 'preprocess', 'tta_views', 'ModelFileError', 'Predictor', 'learner_card',
+__all__ = ['TTA_ZOOM', 'MODEL_FILES', 'preprocess', 'tta_views', 'ModelFileError', 'default_workers', 'Predictor', 'learner_card',
            'nonfinite_weights', 'save_covid_model', 'is_model_path', 'load_covid_model', 'onnx_parity', 'export_onnx']
 
 # %% ../nbs/13_inference.ipynb #43474698
@@ -79,12 +79,35 @@ from .core import probs_from_logits   # (one definition, below training and infe
 class ModelFileError(ValueError):
     "A model file that cannot be loaded; the message says why"
 
+def default_workers() -> int:
+    "Threads that preprocess images for a `Predictor` by default: one per core, at most 8"
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1))
+
+def _prefetched(prep, imgs, starts, bs, n, ahead=2):
+    "`prep` of each batch of `imgs` (one image per task on `n` threads: Pillow and numpy release the GIL), at most `ahead` batches ahead of the consumer, in order"
+    from concurrent.futures import ThreadPoolExecutor
+    from collections import deque
+    one = lambda x: prep([x])[0]
+    with ThreadPoolExecutor(n, thread_name_prefix='covid-preprocess') as ex:
+        todo = deque()
+        try:
+            for i in starts:
+                todo.append([ex.submit(one, x) for x in imgs[i:i+bs]])
+                if len(todo) > ahead: yield np.stack([f.result() for f in todo.popleft()])
+            while todo: yield np.stack([f.result() for f in todo.popleft()])
+        finally:
+            for fs in todo:
+                for f in fs: f.cancel()   # (an error or an abandoned run: the images not started are not read)
+
 def _torch_run(model):
+    "Logits of a preprocessed batch through `model`, in inference mode and channels-last memory format (as training runs it: 1.2-1.9x faster on a CPU than the default format)"
     import torch
+    model.to(memory_format=torch.channels_last)
     def run(x):
         model.eval()
         dev = next(model.parameters()).device
-        with torch.inference_mode(): return model(torch.from_numpy(x).to(dev)).float().cpu().numpy()
+        with torch.inference_mode():
+            return model(torch.from_numpy(x).to(dev).contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
     return run
 
 class Predictor:
@@ -121,12 +144,18 @@ class Predictor:
         "`x` as the model sees it before it is squished to its input size (read, windowed, preprocessed): the picture to lay a heatmap on"
         return _as_pil(x, self._window, draft=self.size, preprocess=self.card.preprocess)
 
+    workers = None  # Threads preprocessing images while the model runs; `None`: `default_workers()`; 0: on the calling thread
     def _batches(self, imgs, bs, progress):
+        "The preprocessed batches of `imgs`, in order; with `workers`, threads prepare the next batches while the model runs"
         starts = range(0, len(imgs), bs)
         if progress and len(imgs) > bs:
             from fastprogress.fastprogress import progress_bar
             starts = progress_bar(starts)
-        for i in starts: yield self.preprocess(imgs[i:i+bs])
+        n = default_workers() if self.workers is None else int(self.workers)
+        if n < 1 or len(imgs) < 2:
+            for i in starts: yield self.preprocess(imgs[i:i+bs])
+            return
+        yield from _prefetched(self.preprocess, imgs, starts, bs, n)
 
     def logits(self, imgs, # Image files, bytes, file objects or PIL images
                bs:int=32, # Batch size
@@ -165,7 +194,7 @@ class Predictor:
         "The same model with a changed card (the weights and the backend are shared)"
         from dataclasses import replace
         p = Predictor(self.run, replace(self.card, **changes).validate(), model=self.model, backend=self.backend)
-        p.path = self.path
+        p.path, p.workers = self.path, self.workers
         return p
 
     def decode(self, probs:np.ndarray, # Probabilities `(n, n_classes)`

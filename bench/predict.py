@@ -1,0 +1,116 @@
+#!/usr/bin/env python
+"""Prediction throughput of a saved model on real X-rays: the library's path against the one it replaced, a plain script, and the ceiling.
+
+A saved `efficientnet_lite0` model (ImageNet weights, new head: speed does not depend on what it learned; 256 px, CLAHE, as
+the defaults train) predicts `--n` real X-rays (xray3, repeated to reach `--n`) with test-time augmentation off, batch 32,
+in one process. The measurements take turns in `--rounds` rounds (a shared machine's speed drifts); medians reported:
+
+- `library`: `Predictor.predict_proba` as it is now: the model channels-last in inference mode, images read and preprocessed
+  by `Predictor.workers` threads (default: one per core) up to two batches ahead of the model;
+- `library_no_threads`: the same with `workers=0` (each batch read on the calling thread, then run);
+- `before`: the path the library had before (images read on the calling thread, the model in the default memory format);
+- `onnx`: the same model exported to ONNX, through `Predictor` (onnxruntime, default threads; the library's threads reading);
+- `plain_threads_onnx`: a plain script: the library's `preprocess` function on a `concurrent.futures` thread pool feeding
+  onnxruntime batch by batch;
+- `model_only`: the PyTorch model channels-last on a batch already in memory (the ceiling of the PyTorch paths),
+  and `onnx_model_only` the same for onnxruntime;
+- `preprocess_only`: reading and preprocessing alone, on the calling thread.
+
+All return the same probabilities (checked: PyTorch paths within 1e-5 of each other, ONNX within 1e-4). Writes
+bench/results/predict.json and predict.md.
+
+    python bench/predict.py --data DATA [--n 512] [--rounds 3]
+"""
+import argparse, json, os, platform, sys, tempfile, time
+from pathlib import Path
+import numpy as np
+
+RESULTS = Path(__file__).parent/'results'
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--data', default=str(Path(__file__).resolve().parents[2]/'shared'/'data'/'xray3'))
+    ap.add_argument('--n', type=int, default=512)
+    ap.add_argument('--rounds', type=int, default=3)
+    ap.add_argument('--bs', type=int, default=32)
+    a = ap.parse_args()
+    import pandas as pd, torch, onnxruntime as ort
+    from concurrent.futures import ThreadPoolExecutor
+    from covid_fastai.models import create_covid_model, get_arch
+    from covid_fastai.card import ModelCard
+    from covid_fastai.inference import Predictor, _torch_run, export_onnx, load_covid_model, preprocess, default_workers
+    from covid_fastai.core import probs_from_logits
+    lab = pd.read_csv(Path(a.data)/'labels.csv')
+    files = [str(Path(a.data)/p) for p in lab.path]
+    files = (files * (a.n // len(files) + 1))[:a.n]
+    spec = get_arch('efficientnet_lite0')
+    mean, std = spec.stats
+    card = ModelCard(['COVID-19', 'No_findings', 'Pneumonia'], size=256, mean=list(mean), std=list(std), arch='efficientnet_lite0',
+                     preprocess='clahe', tta=False)
+    model = create_covid_model('efficientnet_lite0', n_out=3, pretrained=True).eval()
+    lib = Predictor(_torch_run(model), card, model=model)
+    def before_run(x):   # the PyTorch path the library had before: default memory format
+        m = before_model
+        with torch.inference_mode(): return m(torch.from_numpy(x)).float().numpy()
+    import copy
+    before_model = copy.deepcopy(model).to(memory_format=torch.contiguous_format).eval()
+    before = Predictor(before_run, card); before.workers = 0
+    tmp = Path(tempfile.mkdtemp(prefix='covid-bench-predict-'))
+    onx = load_covid_model(export_onnx(lib, tmp/'model.onnx'))
+    sess = onx.run
+    prep = lambda chunk: preprocess(chunk, card.size, card.mean, card.std, None, card.preprocess)
+    nw = default_workers()
+    def plain_threads_onnx(fs):
+        out = []
+        with ThreadPoolExecutor(nw) as ex:
+            one = lambda f: prep([f])[0]
+            for i in range(0, len(fs), a.bs): out.append(probs_from_logits(sess(np.stack(list(ex.map(one, fs[i:i+a.bs]))))))
+        return np.concatenate(out)
+    xb = prep(files[:a.bs])
+    xb_cl = torch.from_numpy(xb).contiguous(memory_format=torch.channels_last)
+    def model_only(fs):
+        with torch.inference_mode():
+            for i in range(0, len(fs), a.bs): model(xb_cl)
+    def onnx_model_only(fs):
+        for i in range(0, len(fs), a.bs): sess(xb)
+    def preprocess_only(fs):
+        for i in range(0, len(fs), a.bs): prep(fs[i:i+a.bs])
+    lib0 = lib.with_card(); lib0.workers = 0
+    runs = dict(library=lambda fs: lib.predict_proba(fs, bs=a.bs), library_no_threads=lambda fs: lib0.predict_proba(fs, bs=a.bs),
+                before=lambda fs: before.predict_proba(fs, bs=a.bs), onnx=lambda fs: onx.predict_proba(fs, bs=a.bs),
+                plain_threads_onnx=plain_threads_onnx, model_only=model_only, onnx_model_only=onnx_model_only, preprocess_only=preprocess_only)
+    # same probabilities
+    ref = before.predict_proba(files[:64], bs=a.bs)
+    diffs = {k: float(np.abs(runs[k](files[:64]) - ref).max()) for k in ('library', 'library_no_threads', 'onnx', 'plain_threads_onnx')}
+    rates = {k: [] for k in runs}
+    for r in range(a.rounds):
+        for k, f in runs.items():
+            t = time.perf_counter(); f(files); rates[k].append(len(files) / (time.perf_counter() - t))
+            print(r, k, round(rates[k][-1], 1), flush=True)
+    med = {k: round(float(np.median(v)), 1) for k, v in rates.items()}
+    import subprocess, re
+    try: proc = re.search(r'Model name:\s*(.+)', subprocess.run(['lscpu'], capture_output=True, text=True).stdout).group(1).strip()
+    except Exception: proc = platform.processor() or platform.machine()
+    res = dict(env=dict(processor=proc, cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), workers=nw, onnxruntime=ort.__version__,
+                        torch=torch.__version__, n=len(files), bs=a.bs, size=card.size, rounds=a.rounds, data=Path(a.data).name,
+                        date=time.strftime('%Y-%m-%d')),
+               images_per_s=med, rounds={k: [round(x, 1) for x in v] for k, v in rates.items()}, max_prob_diff_vs_before=diffs)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS/'predict.json').write_text(json.dumps(res, indent=2) + '\n')
+    e = res['env']
+    what = dict(library='`Predictor.predict_proba` now (channels-last, threads reading ahead)', library_no_threads='the same, `workers=0`',
+                before='the path before (calling thread reads, default memory format)', onnx='ONNX through `Predictor` (threads reading ahead)',
+                plain_threads_onnx='plain script: `preprocess` on a thread pool feeding onnxruntime', model_only='PyTorch model alone on a batch in memory (ceiling)',
+                onnx_model_only='onnxruntime alone on a batch in memory (ceiling)', preprocess_only='reading and preprocessing alone, one thread')
+    md = ["# Prediction throughput", '',
+          f"{e['n']} real X-rays ({e['data']}, repeated), `efficientnet_lite0` at {e['size']} px with CLAHE, batch {e['bs']}, test-time augmentation off; "
+          f"{e['processor']}, {e['cpus']} CPUs, {e['torch_threads']} PyTorch threads, {e['workers']} reading threads; median of {e['rounds']} rounds "
+          f"in which the paths take turns; torch {e['torch']}, onnxruntime {e['onnxruntime']}; {e['date']}. Command: `python bench/predict.py --data DATA --n {e['n']} --rounds {e['rounds']}`.", '',
+          '| path | images/s | rounds | vs before |', '|---|---|---|---|']
+    for k, v in med.items():
+        md.append(f"| {what[k]} | {v} | {' / '.join(str(x) for x in res['rounds'][k])} | {v / med['before']:.2f}x |")
+    md += ['', 'Largest probability difference from the path before, on 64 images: ' + ', '.join(f"{k} {v:.1e}" for k, v in diffs.items()) + '.', '']
+    (RESULTS/'predict.md').write_text('\n'.join(md))
+    print('\n'.join(md))
+
+if __name__ == '__main__': main()
