@@ -5,11 +5,12 @@ A saved `efficientnet_lite0` model (ImageNet weights, new head: speed does not d
 the defaults train) predicts `--n` real X-rays (xray3, repeated to reach `--n`) with test-time augmentation off, batch 32,
 in one process. The measurements take turns in `--rounds` rounds (a shared machine's speed drifts); medians reported:
 
-- `library`: `Predictor.predict_proba` as it is now: the model channels-last in inference mode, images read and preprocessed
-  by `Predictor.workers` threads (default: one per core) up to two batches ahead of the model;
-- `library_no_threads`: the same with `workers=0` (each batch read on the calling thread, then run);
-- `before`: the path the library had before (images read on the calling thread, the model in the default memory format);
-- `onnx`: the same model exported to ONNX, through `Predictor` (onnxruntime, default threads; the library's threads reading);
+- `library`: what `covid-fastai predict`, `evaluate` and `serve` do: the saved folder loaded with `backend='auto'`, so on
+  a CPU onnxruntime runs the model (its ONNX file made once per weights in the cache), images read and preprocessed by
+  `Predictor.workers` threads (default: one per core) up to two batches ahead of the model;
+- `library_torch`: the PyTorch path as it is now (`backend='torch'`, Python's default): channels-last, inference mode, the
+  same threads; `library_torch_no_threads`: the same with `workers=0`;
+- `before`: the path the library had before (images read on the calling thread, PyTorch in the default memory format);
 - `plain_threads_onnx`: a plain script: the library's `preprocess` function on a `concurrent.futures` thread pool feeding
   onnxruntime batch by batch;
 - `model_only`: the PyTorch model channels-last on a batch already in memory (the ceiling of the PyTorch paths),
@@ -38,7 +39,7 @@ def main():
     from concurrent.futures import ThreadPoolExecutor
     from covid_fastai.models import create_covid_model, get_arch
     from covid_fastai.card import ModelCard
-    from covid_fastai.inference import Predictor, _torch_run, export_onnx, load_covid_model, preprocess, default_workers
+    from covid_fastai.inference import Predictor, load_covid_model, preprocess, default_workers
     from covid_fastai.core import probs_from_logits
     lab = pd.read_csv(Path(a.data)/'labels.csv')
     files = [str(Path(a.data)/p) for p in lab.path]
@@ -48,16 +49,25 @@ def main():
     card = ModelCard(['COVID-19', 'No_findings', 'Pneumonia'], size=256, mean=list(mean), std=list(std), arch='efficientnet_lite0',
                      preprocess='clahe', tta=False)
     model = create_covid_model('efficientnet_lite0', n_out=3, pretrained=True).eval()
-    lib = Predictor(_torch_run(model), card, model=model)
+    tmp = Path(tempfile.mkdtemp(prefix='covid-bench-predict-'))
+    os.environ.setdefault('COVID_FASTAI_CACHE', str(tmp/'cache'))   # (a fresh ONNX cache: its file is made here, once)
+    from safetensors.torch import save_model
+    from dataclasses import replace
+    from covid_fastai.outputs import file_sha256
+    (tmp/'model').mkdir()
+    save_model(model, str(tmp/'model'/'model.safetensors'))
+    (tmp/'model'/'model.json').write_text(replace(card, weights_sha256=file_sha256(tmp/'model'/'model.safetensors')).to_json())
+    t = time.perf_counter(); auto = load_covid_model(tmp/'model', backend='auto'); first_load = time.perf_counter() - t
+    t = time.perf_counter(); load_covid_model(tmp/'model', backend='auto'); again_load = time.perf_counter() - t
+    lib = load_covid_model(tmp/'model', backend='torch')
+    model = lib.model
     def before_run(x):   # the PyTorch path the library had before: default memory format
         m = before_model
         with torch.inference_mode(): return m(torch.from_numpy(x)).float().numpy()
     import copy
     before_model = copy.deepcopy(model).to(memory_format=torch.contiguous_format).eval()
     before = Predictor(before_run, card); before.workers = 0
-    tmp = Path(tempfile.mkdtemp(prefix='covid-bench-predict-'))
-    onx = load_covid_model(export_onnx(lib, tmp/'model.onnx'))
-    sess = onx.run
+    sess = auto.run
     prep = lambda chunk: preprocess(chunk, card.size, card.mean, card.std, None, card.preprocess)
     nw = default_workers()
     def plain_threads_onnx(fs):
@@ -76,12 +86,12 @@ def main():
     def preprocess_only(fs):
         for i in range(0, len(fs), a.bs): prep(fs[i:i+a.bs])
     lib0 = lib.with_card(); lib0.workers = 0
-    runs = dict(library=lambda fs: lib.predict_proba(fs, bs=a.bs), library_no_threads=lambda fs: lib0.predict_proba(fs, bs=a.bs),
-                before=lambda fs: before.predict_proba(fs, bs=a.bs), onnx=lambda fs: onx.predict_proba(fs, bs=a.bs),
+    runs = dict(library=lambda fs: auto.predict_proba(fs, bs=a.bs), library_torch=lambda fs: lib.predict_proba(fs, bs=a.bs),
+                library_torch_no_threads=lambda fs: lib0.predict_proba(fs, bs=a.bs), before=lambda fs: before.predict_proba(fs, bs=a.bs),
                 plain_threads_onnx=plain_threads_onnx, model_only=model_only, onnx_model_only=onnx_model_only, preprocess_only=preprocess_only)
     # same probabilities
     ref = before.predict_proba(files[:64], bs=a.bs)
-    diffs = {k: float(np.abs(runs[k](files[:64]) - ref).max()) for k in ('library', 'library_no_threads', 'onnx', 'plain_threads_onnx')}
+    diffs = {k: float(np.abs(runs[k](files[:64]) - ref).max()) for k in ('library', 'library_torch', 'library_torch_no_threads', 'plain_threads_onnx')}
     rates = {k: [] for k in runs}
     for r in range(a.rounds):
         for k, f in runs.items():
@@ -94,12 +104,13 @@ def main():
     res = dict(env=dict(processor=proc, cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), workers=nw, onnxruntime=ort.__version__,
                         torch=torch.__version__, n=len(files), bs=a.bs, size=card.size, rounds=a.rounds, data=Path(a.data).name,
                         date=time.strftime('%Y-%m-%d')),
-               images_per_s=med, rounds={k: [round(x, 1) for x in v] for k, v in rates.items()}, max_prob_diff_vs_before=diffs)
+               backend=auto.backend, first_load_s=round(first_load, 1), load_again_s=round(again_load, 1), images_per_s=med, rounds={k: [round(x, 1) for x in v] for k, v in rates.items()}, max_prob_diff_vs_before=diffs)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS/'predict.json').write_text(json.dumps(res, indent=2) + '\n')
     e = res['env']
-    what = dict(library='`Predictor.predict_proba` now (channels-last, threads reading ahead)', library_no_threads='the same, `workers=0`',
-                before='the path before (calling thread reads, default memory format)', onnx='ONNX through `Predictor` (threads reading ahead)',
+    what = dict(library=f"the library's default (`backend='auto'`: {auto.backend}, threads reading ahead)",
+                library_torch='the PyTorch path now (channels-last, threads reading ahead)', library_torch_no_threads='the same, `workers=0`',
+                before='the path before (calling thread reads, PyTorch in the default memory format)',
                 plain_threads_onnx='plain script: `preprocess` on a thread pool feeding onnxruntime', model_only='PyTorch model alone on a batch in memory (ceiling)',
                 onnx_model_only='onnxruntime alone on a batch in memory (ceiling)', preprocess_only='reading and preprocessing alone, one thread')
     md = ["# Prediction throughput", '',
@@ -109,7 +120,11 @@ def main():
           '| path | images/s | rounds | vs before |', '|---|---|---|---|']
     for k, v in med.items():
         md.append(f"| {what[k]} | {v} | {' / '.join(str(x) for x in res['rounds'][k])} | {v / med['before']:.2f}x |")
-    md += ['', 'Largest probability difference from the path before, on 64 images: ' + ', '.join(f"{k} {v:.1e}" for k, v in diffs.items()) + '.', '']
+    md += ['', f"Loading the saved folder with `backend='auto'` took {res['first_load_s']} s the first time (the ONNX export and its check) "
+           f"and {res['load_again_s']} s after (the cached file reused).", '',
+           f"Against the plain script: the library's default runs at {med['library'] / med['plain_threads_onnx']:.2f}x its images/s; "
+           f"against the path before, {med['library'] / med['before']:.2f}x.", '',
+           'Largest probability difference from the path before, on 64 images: ' + ', '.join(f"{k} {v:.1e}" for k, v in diffs.items()) + '.', '']
     (RESULTS/'predict.md').write_text('\n'.join(md))
     print('\n'.join(md))
 

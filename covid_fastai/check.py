@@ -11,6 +11,7 @@ from fastai.vision.all import *
 from .images import *
 from .data import *
 from .outputs import write_text, write_csv
+from .core import cache_dir
 
 # %% auto #0
 __all__ = ['DatasetReport', 'check_cache_file', 'check_dataset', 'checked_layout', 'warn_split_leaks']
@@ -84,8 +85,7 @@ def check_cache_file(path, # A data folder
                     ) -> Path:
     "Where the image check of `path` is remembered: a file per data folder in `$COVID_FASTAI_CACHE/image_checks` (default `~/.cache/covid-fastai`), never in the data"
     import hashlib
-    root = Path(os.environ.get('COVID_FASTAI_CACHE', '~/.cache/covid-fastai')).expanduser()/'image_checks'
-    return root/f"{hashlib.sha1(os.fsencode(os.path.realpath(path))).hexdigest()[:16]}.csv"
+    return cache_dir('image_checks')/f"{hashlib.sha1(os.fsencode(os.path.realpath(path))).hexdigest()[:16]}.csv"
 
 def _cache_arg(cache, path): return check_cache_file(path) if cache is True else (None if cache in (False, None) else Path(cache))
 

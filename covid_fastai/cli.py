@@ -43,6 +43,7 @@ def _model_options(
     bs:int=32, # Batch size
     tta:bool_arg=None, # Test-time augmentation (flips and a 10% zoom, averaged): true or false; default: as the model card says
     allow_pickle:bool=False, # Allow a fastai pickle as model (it can run code: only files you trust)
+    backend:str='auto', # How a saved model runs, one of `BACKENDS` (auto: onnxruntime on a CPU, PyTorch on a GPU)
 ): "The options of every command that runs a saved model"
 
 @call_parse
@@ -67,7 +68,7 @@ def covid_fastai_evaluate(
     from covid_fastai.predict import load_models
     from covid_fastai.report import evaluate
     outp = _outside(out, [*data_roots(test), *models], 'report folder')
-    evaluate(load_models(models, kwargs.pop('allow_pickle', False)), test, outp, label_map=parse_label_map(label_map), n_boot=n_boot, seed=seed,
+    evaluate(load_models(models, kwargs.pop('allow_pickle', False), backend=kwargs.pop('backend', 'auto')), test, outp, label_map=parse_label_map(label_map), n_boot=n_boot, seed=seed,
              cam=None if cam == 'none' or len(models) > 1 else cam, skip_unreadable=skip_unreadable, **kwargs)   # (it prints its summary)
 
 # %% ../nbs/22_cli.ipynb #42d6bfd0

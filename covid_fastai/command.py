@@ -113,7 +113,7 @@ def terminal() -> bool:
 # %% ../nbs/21a_command.ipynb #c14e73d2
 _REGISTRIES = {'ARCHS': 'models', 'AUG_PRESETS': 'dataloaders', 'SAMPLINGS': 'dataloaders', 'LOSSES': 'learner', 'OPTIMIZERS': 'learner',
                'SCHEDULES': 'learner', 'RECIPES': 'recipes', 'SPLIT_METHODS': 'data', 'QUALITY_PRESETS': 'presets', 'PREPROCESS': 'imread',
-               'DICOM_WINDOWS': 'imread', 'CAM_METHODS': 'cam'}   # where each registry a docment names lives (imported for --help only)
+               'DICOM_WINDOWS': 'imread', 'CAM_METHODS': 'cam', 'BACKENDS': 'inference'}   # where each registry a docment names lives (imported for --help only)
 
 def _names(help:str) -> str:
     "`help` with each registry it names in backticks (`ARCHS`, `AUG_PRESETS`, ...) replaced by the registry's valid names"

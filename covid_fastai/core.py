@@ -1,4 +1,4 @@
-"""What the training and the inference sides of the library share, below them both: `DISCLAIMER`, `LABEL_DELIM`, and the probability helpers `probs_from_logits`, `nll` and `decode_probs`. A light module: NumPy only.
+"""What the training and the inference sides of the library share, below them both: `DISCLAIMER`, `LABEL_DELIM`, `cache_dir`, and the probability helpers `probs_from_logits`, `nll` and `decode_probs`. A light module: NumPy only.
 
 Docs: https://covid-fastai.github.io/covid-fastai/core.html.md"""
 
@@ -6,14 +6,22 @@ Docs: https://covid-fastai.github.io/covid-fastai/core.html.md"""
 
 # %% ../nbs/00a_core.ipynb #c7188b12
 from __future__ import annotations
+import os
+from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['DISCLAIMER', 'LABEL_DELIM', 'probs_from_logits', 'nll', 'decode_probs']
+__all__ = ['DISCLAIMER', 'LABEL_DELIM', 'cache_dir', 'probs_from_logits', 'nll', 'decode_probs']
 
 # %% ../nbs/00a_core.ipynb #e7097a21
 DISCLAIMER = "Research and teaching use only: not a medical device; no prediction here is a diagnosis."
 LABEL_DELIM = '|'  # The one separator of multi-label labels, in layouts, model cards, predictions and reports
+
+# %% ../nbs/00a_core.ipynb #abd1ac3a
+def cache_dir(kind:str, # Sub-folder: 'image_checks', 'onnx', ...
+             ) -> Path:
+    "The library's cache folder for `kind`: `$COVID_FASTAI_CACHE/<kind>` (default `~/.cache/covid-fastai/<kind>`); derived data only, never in the user's data or model folders"
+    return Path(os.environ.get('COVID_FASTAI_CACHE') or '~/.cache/covid-fastai').expanduser()/kind
 
 # %% ../nbs/00a_core.ipynb #dc80c9c5
 def probs_from_logits(logits:np.ndarray, # Model outputs `(n, n_classes)`

@@ -150,6 +150,7 @@ def save_ensemble(ens:Ensemble, # An ensemble of `Learner`s (as `train_covid_ens
 
 def load_covid_ensemble(path:str|Path, # Folder written by `save_ensemble` (or its `ensemble.json`)
                         threads:int|None=None, # onnxruntime: number of threads
+                        backend:str='torch', # How each member runs: one of `BACKENDS` (see `load_covid_model`)
                        ) -> Ensemble:
     "Load an ensemble saved by `save_ensemble`: each member as a `Predictor` (no pickle), with its weight"
     from covid_fastai.inference import load_covid_model, ModelFileError
@@ -164,6 +165,6 @@ def load_covid_ensemble(path:str|Path, # Folder written by `save_ensemble` (or i
     if bad: raise ModelFileError(f"{p/'ensemble.json'} names members outside its folder: {bad}")
     try: ensemble_weights(spec.get('weights') or [1.] * len(spec['members']), len(spec['members']))
     except ValueError as e: raise ModelFileError(f"{p/'ensemble.json'}: {e}") from None
-    ens = Ensemble([load_covid_model(p/n, threads=threads) for n in spec['members']], weights=spec.get('weights'), names=spec['members'])
+    ens = Ensemble([load_covid_model(p/n, threads=threads, backend=backend) for n in spec['members']], weights=spec.get('weights'), names=spec['members'])
     ens.card.recipe['quality'], ens.path = spec.get('quality'), p
     return ens

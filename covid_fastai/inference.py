@@ -14,10 +14,13 @@ from PIL import Image
 from .imread import load_xray, to_rgb, preprocess_image
 from .card import ModelCard, whole_file
 from .outputs import file_sha256 as _sha256
+from .registry import lookup
+from .core import cache_dir
 
 # %% auto #0
-__all__ = ['TTA_ZOOM', 'MODEL_FILES', 'preprocess', 'tta_views', 'ModelFileError', 'default_workers', 'Predictor', 'learner_card',
-           'nonfinite_weights', 'save_covid_model', 'is_model_path', 'load_covid_model', 'onnx_parity', 'export_onnx']
+__all__ = ['TTA_ZOOM', 'MODEL_FILES', 'BACKENDS', 'preprocess', 'tta_views', 'ModelFileError', 'default_workers', 'Predictor',
+           'learner_card', 'nonfinite_weights', 'save_covid_model', 'is_model_path', 'load_covid_model', 'onnx_parity',
+           'export_onnx', 'runtime_onnx', 'with_backend']
 
 # %% ../nbs/13_inference.ipynb #43474698
 from .core import DISCLAIMER   # (re-exported: `from covid_fastai.inference import DISCLAIMER` works as before)
@@ -340,21 +343,23 @@ def _load_onnx(p:Path, threads=None) -> Predictor:
 def load_covid_model(path:str|Path, # Safe model folder, its `model.json`/`model.safetensors`, an `.onnx` file, a pickle, or an ensemble folder (`ensemble.json`)
                allow_pickle:bool=False, # Allow loading a fastai pickle (`learn.export()`), which can run code: only for files you trust
                threads:int|None=None, # onnxruntime: number of threads
+               backend:str='torch', # How a safe model folder runs, one of `BACKENDS`: 'torch'; 'onnx' (its `runtime_onnx` file); 'auto': ONNX on a CPU when onnxruntime is installed
               ) -> Predictor:
     "Load a saved model as a `Predictor` (an ensemble folder as an `Ensemble`), without unpickling anything unless `allow_pickle`"
+    lookup(backend, BACKENDS, 'backend')
     p = Path(path).expanduser()
     if not p.exists(): raise ModelFileError(f"No model at {p}")
     if not (p.is_dir() or p.is_file()): raise ModelFileError(f"{p} is not a regular file or folder")
     if p.is_dir() and not is_model_path(p): raise ModelFileError(f"{p} holds no {', '.join(MODEL_FILES[:-1])} or {MODEL_FILES[-1]}: not a saved model")
     if (p/'ensemble.json').is_file() or p.name == 'ensemble.json':   # a folder of `save_ensemble`: its members, averaged
         from covid_fastai.ensemble import load_covid_ensemble
-        return load_covid_ensemble(p, threads)
+        return load_covid_ensemble(p, threads, backend=backend)
     if p.is_dir():
         if (p/'model.json').exists(): p = p/'model.json'
         else: p = p/'model.onnx'   # (a folder holding none of `MODEL_FILES` was refused above)
     if p.suffix == '.safetensors': p = p.with_suffix('.json')
     if p.suffix == '.onnx': return _load_onnx(p, threads)
-    if p.suffix == '.json': return _load_safe(p)
+    if p.suffix == '.json': return with_backend(_load_safe(p), backend, threads)
     if _is_pickle(p):
         if not allow_pickle:
             raise ModelFileError(f"{p} is a pickle (fastai `learn.export()`): loading it can run any code it holds. "
@@ -401,3 +406,50 @@ def export_onnx(src, # A `Predictor` with a PyTorch model, a `Learner`, or a sav
         m.metadata_props.add(key='covid_fastai', value=replace(pred.card, versions=_versions(), weights_sha256=None).to_json())  # the whole model card
         onnx.save(m, tmp)
     return fn
+
+# %% ../nbs/13_inference.ipynb #f44919e3
+BACKENDS = ('torch', 'onnx', 'auto')
+
+def _card_key(card:ModelCard) -> dict:
+    "What an ONNX file's embedded card must share with the model's: all but the versions and the weights hash"
+    d = card.to_dict(); d.pop('versions', None); d.pop('weights_sha256', None)
+    return json.loads(json.dumps(d))
+
+def runtime_onnx(pred:Predictor, # A `Predictor` of a safe model folder (PyTorch)
+                 tol:float=1e-4, # Largest accepted difference between its ONNX and PyTorch probabilities
+                ) -> Path:
+    "The ONNX file of `pred`'s weights in `cache_dir('onnx')`, named by their SHA-256: exported and checked against PyTorch the first time, then reused while its embedded card matches"
+    if pred.model is None: raise ModelFileError(f"{pred} has no PyTorch model to export")
+    sha = pred.card.weights_sha256 or (_sha256(Path(pred.path)/'model.safetensors') if pred.path else None)
+    if sha is None: raise ModelFileError(f"{pred}: no weights hash to name its ONNX file by")
+    fn = cache_dir('onnx')/f"{sha}.onnx"
+    if fn.is_file():
+        try:
+            if _card_key(_load_onnx(fn).card) == _card_key(pred.card): return fn
+        except ModelFileError: pass   # truncated or another card: made again below
+    fn.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(pred, fn)   # (whole or not at all)
+    if (diff := onnx_parity(pred, fn)) > tol:
+        fn.unlink()
+        raise ModelFileError(f"The ONNX export of {pred} predicts differently from PyTorch ({diff:.1e} > {tol:.0e}): run it with backend='torch'")
+    return fn
+
+def with_backend(pred:Predictor, # A loaded model (a PyTorch `Predictor` of a safe model folder switches; others stay)
+                 backend:str='auto', # One of `BACKENDS`
+                 threads:int|None=None, # onnxruntime: number of threads
+                ) -> Predictor:
+    "`pred` running through its `runtime_onnx` file with onnxruntime when `backend` asks for it ('auto': on a CPU, when onnxruntime is installed); the PyTorch model stays for heatmaps"
+    lookup(backend, BACKENDS, 'backend')
+    if backend == 'torch' or pred.backend != 'torch' or pred.model is None: return pred
+    if backend == 'auto':
+        import importlib.util
+        if importlib.util.find_spec('onnxruntime') is None or next(pred.model.parameters()).device.type != 'cpu': return pred
+    try: onx = _load_onnx(runtime_onnx(pred), threads)
+    except (OSError, ModelFileError) as e:
+        if backend == 'onnx': raise
+        import warnings
+        warnings.warn(f"Predicting through PyTorch (no ONNX file for onnxruntime: {e})")
+        return pred
+    out = Predictor(onx.run, pred.card, model=pred.model, backend='onnx')
+    out.path, out.workers = pred.path, pred.workers
+    return out

@@ -24,9 +24,10 @@ def load_models(paths:list, # Saved models (folders, `model.json`, `.onnx` files
                 allow_pickle:bool=False, # Allow a fastai pickle (it can run code)
                 threads:int|None=None, # onnxruntime: number of threads
                 workers:int|None=None, # Threads preprocessing images while the model runs (`Predictor.workers`); `None`: one per core
+                backend:str='auto', # How saved model folders run, one of `BACKENDS`; 'auto': onnxruntime on a CPU (see `with_backend`)
                ):
     "One saved model as a `Predictor`, or several as an `Ensemble` averaging their probabilities (same classes only)"
-    preds = [load_covid_model(p, allow_pickle=allow_pickle, threads=threads) for p in paths]
+    preds = [load_covid_model(p, allow_pickle=allow_pickle, threads=threads, backend=backend) for p in paths]
     for p in preds: p.workers = workers
     if len(preds) == 1: return preds[0]
     from covid_fastai.ensemble import Ensemble
@@ -78,6 +79,7 @@ def predict_images(models, # A saved model path, a list of them (averaged as an 
                    tta:bool|None=None, # Test-time augmentation on or off; `None`: as the model card says
                    threads:int|None=None, # CPU threads (PyTorch and onnxruntime)
                    workers:int|None=None, # Threads reading and preprocessing images (`Predictor.workers`); `None`: one per core; 0: none
+                   backend:str='auto', # How saved model folders run, one of `BACKENDS`; 'auto': onnxruntime on a CPU
                    allow_pickle:bool=False, # Allow a fastai pickle as model (it can run code: only files you trust)
                    progress:bool=True, # Show a progress bar over the batches
                    stop=None, # Called after each batch (raise to abandon the run: the command line's Ctrl-C)
@@ -89,7 +91,7 @@ def predict_images(models, # A saved model path, a list of them (averaged as an 
     outp = check_outside(out, [*images, *(paths or [])], 'CSV file') if out is not None else None
     hdir = check_outside(heatmaps, roots, 'heatmap folder') if heatmaps is not None else None
     if hdir is not None and paths is not None and len(paths) > 1: raise ValueError("heatmaps (--heatmaps) explains one model: give one model, or leave heatmaps out")
-    pred = load_models(paths, allow_pickle, threads, workers) if paths is not None else models
+    pred = load_models(paths, allow_pickle, threads, workers, backend) if paths is not None else models
     if tta is not None:
         from covid_fastai.evaluation import as_predictor
         pred = as_predictor(pred, tta)

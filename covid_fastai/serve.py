@@ -220,6 +220,7 @@ def create_app(model, # A `Predictor`, or a saved model path (safe folder or .on
                tta:bool|None=None, # Test-time augmentation (flips and a 10% zoom, averaged); `None`: as the model card says
                max_queue:int=32, # Uploads accepted at once (being predicted or waiting); more are answered 503 with `Retry-After`
                workers:int=2, # Threads decoding and predicting uploads (model calls themselves run one at a time)
+               backend:str='auto', # How a saved model runs, one of `BACKENDS` (auto: onnxruntime on a CPU; heatmaps still use PyTorch)
               ):
     "The web app: `/` (upload page), `POST /api/predict` (image -> JSON), `/health` (answered on the event loop, never behind queued predictions)"
     from fasthtml.common import FastHTML
@@ -228,7 +229,7 @@ def create_app(model, # A `Predictor`, or a saved model path (safe folder or .on
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
     check_serve_options(max_mb=max_mb, cam=cam, max_queue=max_queue, workers=workers)
-    pred = model if isinstance(model, Predictor) else load_covid_model(model, allow_pickle=allow_pickle)
+    pred = model if isinstance(model, Predictor) else load_covid_model(model, allow_pickle=allow_pickle, backend=backend)
     if tta is not None and tta != pred.card.tta: pred = pred.with_card(tta=tta)
     limit, lock = int(max_mb * 1e6), threading.Lock()
     page = _page(pred, max_mb, cam_on=cam != 'none' and pred.model is not None)
