@@ -13,7 +13,7 @@ from pathlib import Path
 from .outputs import whole_file  # the model files are written whole or not at all
 
 # %% auto #0
-__all__ = ['CARD_FORMAT', 'ModelCard']
+__all__ = ['CARD_FORMAT', 'ModelCard', 'model_readme', 'write_model_readme']
 
 # %% ../nbs/08_card.ipynb #02ab0461
 from .core import LABEL_DELIM   # (re-exported for `from covid_fastai.card import LABEL_DELIM`)
@@ -152,3 +152,92 @@ def _jsonable(o):
     if isinstance(o, (Path, slice)): return str(o)
     if isinstance(o, (set, tuple)): return list(o)
     return repr(o)
+
+# %% ../nbs/08_card.ipynb #c72f6271
+from .core import DISCLAIMER
+
+def _pct(v): return '' if v is None else f"{v:.3f}"
+def _ci(v): return '' if not v or v[0] is None else f"[{v[0]:.3f}, {v[1]:.3f}]"
+
+def model_readme(card:ModelCard, # The model's card (`model.json`)
+                 report:dict|None=None, # The evaluation report's `metrics.json` (`covid_fastai.report.evaluate`): test metrics with their intervals
+                ) -> str:
+    "A model card for people: `README.md` in the Hugging Face format (YAML metadata, checked by `huggingface_hub`) with the sections of Mitchell et al."
+    from huggingface_hub import ModelCard as HubCard, ModelCardData, EvalResult
+    r = report or {}
+    split, data, rec = card.split or {}, card.data or {}, card.recipe or {}
+    cfg = rec.get('config') or {}
+    name = f"{card.arch or 'model'} ({', '.join(card.classes)})"
+    evals = [EvalResult(task_type='image-classification', dataset_type=data.get('name') or 'local', dataset_name=data.get('name') or 'local data',
+                        dataset_split='test', metric_type=k, metric_value=round(float(r[k]), 4))
+             for k in ('accuracy', 'macro_f1', 'macro_auc') if r.get(k) is not None]
+    meta = ModelCardData(library_name='covid-fastai', pipeline_tag='image-classification', license=None,
+                         tags=['fastai', 'covid-fastai', 'chest-x-ray', 'medical-imaging', 'research-only', card.arch or 'custom'],
+                         datasets=[data['name']] if data.get('name') else None, model_name=name, eval_results=evals or None)
+    counts = split.get('counts') or {}
+    count_rows = [f"| {s} | {sum(c.values())} | " + ', '.join(f"{k} {v}" for k, v in c.items()) + ' |' for s, c in counts.items()]
+    val = (card.metrics or {}).get('valid') or {}
+    test_rows = [f"| {k.replace('_', ' ')} | {_pct(r.get(k))} | {_ci((r.get('ci') or {}).get(k))} |"
+                 for k in ('accuracy', 'balanced_accuracy', 'macro_f1', 'macro_auc') if r.get(k) is not None]
+    pc = r.get('per_class') or {}
+    cis = lambda k, c: _ci(((r.get('ci') or {}).get(k) or {}).get(c))   # per-class intervals: ci[metric][class]
+    class_rows = [f"| {c} | {_pct(v.get('recall'))} {cis('recall', c)} | {_pct(v.get('specificity'))} {cis('specificity', c)} | {v.get('support', '')} |"
+                  for c, v in pc.items()]
+    chance = (r.get('chance') or {}).get('text')
+    pre = ', '.join(card.pretrained_on) if card.pretrained_on else ('none (random initialization)' if card.pretrained_on == [] else 'not recorded')
+    lines = [
+        f"# {name}", '',
+        f"> **{DISCLAIMER}** Not for clinical decisions. Made with [covid-fastai](https://github.com/covid-fastai/covid-fastai).", '',
+        '## Model details', '',
+        f"- Backbone: `{card.arch}`; starting weights: {card.weights or 'not recorded'} (pretrained on: {pre}); head: "
+        + ('fastai\'s' if not card.head_sizes else f"plain, hidden sizes {card.head_sizes}") + f"; loss: {card.loss or 'not recorded'}.",
+        f"- Classes ({'multi-label, threshold ' + str(card.thresh) if card.multi_label else 'one per image'}): {', '.join(card.classes)}.",
+        '- License: not set; whoever shares the model decides it with the licenses of its training data and starting weights (add `license:` to the metadata above).',
+        f"- Input: {card.size} x {card.size} px, squished; preprocessing: {card.preprocess or 'none'}; DICOM window: {card.window or 'as in each file'}; "
+        f"normalization mean {card.mean}, std {card.std}; test-time augmentation: {'on' if card.tta else 'off'}.",
+        f"- Training: recipe {rec.get('name') or cfg.get('recipe') or 'not recorded'}, epochs {cfg.get('epochs', 'not recorded')}, "
+        f"learning rate {cfg.get('lr', 'not recorded')}, optimizer {rec.get('opt') or cfg.get('opt') or 'not recorded'}; versions: "
+        + ', '.join(f"{k} {v}" for k, v in (card.versions or {}).items()) + '.', '',
+        '## Intended use', '',
+        'Research and teaching: studying transfer learning on chest images, reproducing and comparing methods, teaching how such '
+        'models fail. **Out of scope:** diagnosis, triage, screening or any clinical decision; use on patients; use on images '
+        'unlike the training data (another hospital, scanner, view, age group) without evaluating it there first.', '',
+        '## Training data', '',
+        f"Source: {data.get('name') or 'not recorded'} ({data.get('kind', '')}, {data.get('n_files', '?')} files, fingerprint "
+        f"{data.get('fingerprint', 'not recorded')}). Split: {split.get('method') or 'not recorded'}"
+        + (f", grouped by {split['grouping']}" if split.get('grouping') else '') + (f", seed {split['seed']}" if split.get('seed') is not None else '') + '.', '',
+        *(['| split | images | per class |', '|---|---|---|', *count_rows, ''] if count_rows else []),
+        '## Evaluation', '',
+        'Validation (the images used to choose the epochs and any temperature): '
+        + (', '.join(f"{k} {v:.3f}" for k, v in val.items() if isinstance(v, (int, float))) or 'not recorded') + '.', '',
+        *([f"Test ({r.get('n')} images never used in training, 95% confidence intervals: {(r.get('ci') or {}).get('method', '')}):", '',
+           '| metric | value | 95% CI |', '|---|---|---|', *test_rows, ''] if test_rows else
+          ['No test evaluation is recorded here: run `covid-fastai evaluate MODEL TEST_IMAGES` and keep its report with the model.', '']),
+        *(['Per class (sensitivity is the recall of the class):', '', '| class | sensitivity [95% CI] | specificity [95% CI] | images |',
+           '|---|---|---|---|', *class_rows, ''] if class_rows else []),
+        *([chance, ''] if chance else []),
+        '## Calibration', '',
+        f"Temperature {card.temperature:g} (" + ('fitted on the validation set' if card.temperature != 1 else 'not fitted') + ')'
+        + (f"; expected calibration error on the test set {r['ece']:.3f}." if r.get('ece') is not None else '.'), '',
+        '## Caveats', '',
+        '- COVID-19 classifiers are known to learn the hospital, the scanner or the text on the image instead of the disease; a '
+        'data set whose classes come from different sources invites it. A model that scores well here may fail on another '
+        'hospital\'s images: evaluate it on a source it never saw, and look at its Grad-CAM heatmaps.',
+        f"- The starting weights were pretrained on {pre}; a test image that was part of that pretraining set scores higher than a new one would.",
+        '- Small test sets give wide intervals; read the intervals, not the point estimates.', '',
+        '## How to use', '',
+        '```python', 'from covid_fastai.inference import load_covid_model',
+        "pred = load_covid_model('path/to/this/folder', backend='auto')   # checks the weights' SHA-256 and the card",
+        "pred.predict(['chest_xray.png'])   # research use only", '```', '']
+    text = '---\n' + meta.to_yaml() + '\n---\n\n' + '\n'.join(lines)
+    HubCard(text)   # parses: metadata that huggingface_hub cannot read fails here
+    return text
+
+def write_model_readme(folder:str|Path, # A saved model folder (`model.json` + `model.safetensors`)
+                       report:dict|None=None, # Its evaluation's `metrics.json`, if any
+                      ) -> Path:
+    "Write `README.md` (`model_readme`) into the model folder, whole or not at all"
+    folder = Path(folder)
+    with whole_file(folder/'README.md') as tmp: Path(tmp).write_text(model_readme(ModelCard.load(folder/'model.json'), report), encoding='utf-8')
+    return folder/'README.md'
+

@@ -79,9 +79,10 @@ def covid_fastai_predict(
     *images:str, # Image files or folders; saved models before them make an ensemble (MODEL_A MODEL_B IMAGES...)
     out:str='predictions.csv', # CSV file of the predictions (not inside an input folder)
     heatmaps:str=None, # Folder to write Grad-CAM overlays to (PyTorch models)
-    skip_unreadable:bool=False, # Leave unreadable images out (listed on stderr) instead of stopping
+    skip_unreadable:bool=False, # List unreadable images in the CSV with their error (and on stderr) instead of stopping
     threads:int=None, # CPU threads (default: the library's default)
     workers:int=None, # Threads reading and preprocessing the images (default: one per core; 0: none)
+    resume:bool=False, # Go on with an interrupted run from the rows it wrote (same model, same images)
     **kwargs
 ):
     "Predict the class of chest images with a saved model (or an ensemble of several); print a table and write a CSV (research use only, not for diagnosis)"
@@ -91,7 +92,7 @@ def covid_fastai_predict(
     from covid_fastai.predict import predict_images, split_models
     models, images = split_models([model, *images])
     df = predict_images(models, images, out=out, heatmaps=heatmaps, skip_unreadable=skip_unreadable, threads=threads, workers=workers,
-                        stop=check_interrupt, **kwargs)
+                        stop=check_interrupt, resume=resume, **kwargs)
     with pd.option_context('display.max_rows', 200, 'display.width', 160, 'display.float_format', '{:.4f}'.format):
         print(df.drop(columns='heatmap', errors='ignore').assign(file=[Path(f).name for f in df.file]).to_string(index=False))
     print(f"Predictions of {len(df)} images written to {Path(out).expanduser().resolve()}"

@@ -266,6 +266,8 @@ def save_covid_model(learn, # A trained `Learner` from `covid_learner` or `train
         save_model(learn.model, tmp)
         card.weights_sha256 = _sha256(tmp)
     card.save(out/'model.json')
+    from covid_fastai.card import write_model_readme
+    write_model_readme(out)   # README.md: the card for people (Hugging Face format)
     return out
 
 # %% ../nbs/13_inference.ipynb #10e24eb1

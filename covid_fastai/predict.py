@@ -17,7 +17,7 @@ from .inference import load_covid_model, is_model_path
 from .outputs import check_outside, output_folder, write_csv
 
 # %% auto #0
-__all__ = ['load_models', 'split_models', 'heatmap_names', 'predict_images']
+__all__ = ['CHUNK_BATCHES', 'load_models', 'split_models', 'heatmap_names', 'model_key', 'predict_images']
 
 # %% ../nbs/13a_predict.ipynb #230a4b51
 def load_models(paths:list, # Saved models (folders, `model.json`, `.onnx` files, ensemble folders)
@@ -51,24 +51,39 @@ def heatmap_names(files:list) -> list:
         out.append(f"{s}_gradcam.png" if total[s] == 1 else f"{s}_{seen[s]}_gradcam.png")
     return out
 
-def _predict_readable(pred, files, bs, skip, progress, stop):
-    "The prediction table of `files`, batch by batch (each image read once); with `skip`, unreadable images are left out and named on stderr"
-    starts = range(0, len(files), bs)
-    if progress and len(files) > bs:
+CHUNK_BATCHES = 8  # `predict_images` predicts (and writes) this many batches at a time: the predictor reads ahead within a chunk
+
+def model_key(pred) -> str:
+    "A fingerprint of the model(s) and settings of `pred` (every member's card but the versions): a resumed CSV never mixes rows of two models"
+    import hashlib, json
+    cards = [{k: v for k, v in m.card.to_dict().items() if k != 'versions'} for m in getattr(pred, 'members', [pred])]
+    return hashlib.sha256(json.dumps(cards, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+def _predict_parts(pred, files, bs, skip, progress, stop):
+    "The prediction tables of `files`, `CHUNK_BATCHES` batches at a time, in order (each image read once); with `skip`, an unreadable image gets a row with its `error`"
+    n = bs * CHUNK_BATCHES
+    starts = range(0, len(files), n)
+    if progress and len(files) > n:
         from fastprogress.fastprogress import progress_bar
         starts = progress_bar(starts)
-    parts = []
     for i in starts:
-        chunk = files[i:i+bs]
-        try: parts.append(pred.predict(chunk, names=[str(f) for f in chunk], bs=bs))
+        chunk = files[i:i+n]
+        try: df = pred.predict(chunk, names=[str(f) for f in chunk], bs=bs)
         except ImageReadError:
             if not skip: raise
+            rows = []
             for f in chunk:
-                try: parts.append(pred.predict([f], names=[str(f)], bs=1))
-                except ImageReadError as e: print(f"skipped: {e}", file=sys.stderr)
+                try: rows.append(pred.predict([f], names=[str(f)], bs=1))
+                except ImageReadError as e:
+                    print(f"skipped: {e}", file=sys.stderr)
+                    rows.append(pd.DataFrame(dict(file=[str(f)], error=[str(e)])))
+            df = pd.concat(rows, ignore_index=True)
+        yield df
         if stop is not None: stop()
-    if not parts: raise ValueError("None of the images can be read")
-    return pd.concat(parts, ignore_index=True)
+
+def _partial(outp:Path) -> tuple:
+    "The rows file and the description of an unfinished `predict_images` run writing `outp` (beside it, hidden)"
+    return outp.with_name(f'.{outp.name}.partial'), outp.with_name(f'.{outp.name}.partial.json')
 
 def predict_images(models, # A saved model path, a list of them (averaged as an `Ensemble`), or a loaded `Predictor`/`Ensemble`
                    images:list, # Image files and folders (a folder's images are found with `image_inputs`)
@@ -82,7 +97,8 @@ def predict_images(models, # A saved model path, a list of them (averaged as an 
                    backend:str='auto', # How saved model folders run, one of `BACKENDS`; 'auto': onnxruntime on a CPU
                    allow_pickle:bool=False, # Allow a fastai pickle as model (it can run code: only files you trust)
                    progress:bool=True, # Show a progress bar over the batches
-                   stop=None, # Called after each batch (raise to abandon the run: the command line's Ctrl-C)
+                   stop=None, # Called after each chunk of batches (raise to abandon the run: the command line's Ctrl-C)
+                   resume:bool=False, # Continue an interrupted run: keep the rows it wrote (same model, same inputs) and predict the rest
                   ) -> pd.DataFrame:
     "Predict every image of `images` with `models`; write the table to `out` and Grad-CAM overlays to `heatmaps`; the table (research use only)"
     paths = [models] if isinstance(models, (str, Path)) else models if isinstance(models, (list, tuple)) else None
@@ -97,18 +113,52 @@ def predict_images(models, # A saved model path, a list of them (averaged as an 
         pred = as_predictor(pred, tta)
     if threads and pred.backend in ('torch', 'ensemble'):
         import torch; torch.set_num_threads(threads)
-    df = _predict_readable(pred, files, bs, skip_unreadable, progress, stop)
+    cols = ['file', 'predicted', 'probability', *pred.vocab] + (['error'] if skip_unreadable else [])
+    df = _stream_rows(pred, files, outp, cols, resume, lambda todo: _predict_parts(pred, todo, bs, skip_unreadable, progress, stop))
+    if not df.predicted.notna().any(): raise ValueError("None of the images can be read")
     if hdir is not None:
         from covid_fastai.cam import cam_figure
-        kept, names = [Path(f) for f in df.file], heatmap_names(list(df.file))
+        ok = df.predicted.notna()   # (the unreadable images, listed with their error, have no heatmap)
+        readable = df[ok].reset_index(drop=True)
+        kept, names = [Path(f) for f in readable.file], heatmap_names(list(readable.file))
         with output_folder(hdir, 'heatmaps.csv') as tmp:
             for i in range(0, len(kept), bs):
-                chunk, rows = kept[i:i+bs], df.iloc[i:i+bs]
+                chunk, rows = kept[i:i+bs], readable.iloc[i:i+bs]
                 for f, n, h, c, p in zip(chunk, names[i:i+bs], pred.heatmaps(chunk, targets=None if pred.card.multi_label else list(rows.predicted)),
                                          rows.predicted, rows.probability):   # the class the table predicts (with TTA, too)
                     cam_figure(pred.image(f), h, f"{f.name}: {c} ({p:.2f}); Grad-CAM of {c}").save(tmp/n)   # as the model saw it (window, crop, equalization)
                 if stop is not None: stop()
-            write_csv(df[['file']].assign(heatmap=names), tmp/'heatmaps.csv')
-        df['heatmap'] = [str(hdir/n) for n in names]
-    if outp is not None: write_csv(df, outp)   # whole or not at all
+            write_csv(readable[['file']].assign(heatmap=names), tmp/'heatmaps.csv')
+        df.loc[ok, 'heatmap'] = [str(hdir/n) for n in names]
+        if outp is not None: write_csv(df, outp)   # the table again, with its heatmaps (whole)
     return df
+
+def _stream_rows(pred, files, outp, cols, resume, parts) -> pd.DataFrame:
+    "Rows of `parts(files_to_do)` appended to `outp`'s partial file as each chunk finishes, `outp` replaced by it at the end (whole or not at all); an interrupted run keeps it for `resume`"
+    import json, os
+    if outp is None: return pd.concat([p.reindex(columns=cols) for p in parts(files)], ignore_index=True)
+    rows_fn, meta_fn = _partial(outp)
+    key, done = model_key(pred), None
+    if resume and rows_fn.exists():
+        meta = json.loads(meta_fn.read_text()) if meta_fn.exists() else {}
+        if meta.get('model') != key:
+            raise ValueError(f"{rows_fn} holds the rows of another model or other settings (tta, label classes): run without resume to start again")
+        done = pd.read_csv(rows_fn, dtype={'file': str}, keep_default_na=False, na_values={c: [''] for c in cols if c != 'file'}, encoding_errors='surrogateescape')
+        if list(done.columns) != cols or list(done.file) != [str(f) for f in files[:len(done)]]:
+            raise ValueError(f"{rows_fn} was written for other images or options (skip_unreadable): run without resume to start again")
+    meta_fn.write_text(json.dumps(dict(model=key, files=len(files), out=outp.name)))
+    n0 = 0 if done is None else len(done)
+    got = [] if done is None else [done]
+    try:
+        with open(rows_fn, 'a' if n0 else 'w', newline='', errors='surrogateescape') as f:
+            if not n0: f.write(','.join(cols) + '\n')
+            for p in parts(files[n0:]):
+                p = p.reindex(columns=cols); got.append(p)
+                p.to_csv(f, header=False, index=False); f.flush()
+    except BaseException:
+        n = sum(map(len, got))
+        print(f"Stopped after {n} of {len(files)} images: their rows are kept in {rows_fn}; run again with resume=True (--resume) to go on", file=sys.stderr)
+        raise
+    from covid_fastai.outputs import _UMASK
+    os.chmod(rows_fn, 0o666 & ~_UMASK); os.replace(rows_fn, outp); meta_fn.unlink(missing_ok=True)
+    return pd.concat(got, ignore_index=True)

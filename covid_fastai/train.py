@@ -175,7 +175,10 @@ def train_and_save(path, # Data folder (one sub-folder per class, or train/, val
         if report:
             from covid_fastai.report import evaluate
             test, which = report_set(learn.dls.layout)
-            evaluate(learn, test, tmp/'report', title=f"{learn.card.arch} on the {which} images of {(learn.card.data or {}).get('name')}", quiet=True)
+            m = evaluate(learn, test, tmp/'report', title=f"{learn.card.arch} on the {which} images of {(learn.card.data or {}).get('name')}", quiet=True)
+            if which == 'test':
+                from covid_fastai.card import write_model_readme
+                write_model_readme(tmp, m)   # README.md again, with the test metrics and their intervals
         stop()
     return outp
 

@@ -40,6 +40,11 @@ def test_train_writes_model_and_report(trained):
     m = json.loads((out/'report'/'metrics.json').read_text())
     assert m['n'] == 12  # the test/ folder: 4 per class
     assert 'not a medical device' in r.stdout and 'test images' in r.stdout
+    # the model card for people: Hugging Face format, with the test metrics and their intervals
+    from huggingface_hub import ModelCard as HubCard
+    card = HubCard((out/'README.md').read_text())
+    assert card.data.library_name == 'covid-fastai' and card.data.eval_results[0].metric_value == round(m['accuracy'], 4)
+    assert f"[{m['ci']['accuracy'][0]:.3f}, {m['ci']['accuracy'][1]:.3f}]" in card.text and '## Intended use' in card.text
 
 def test_evaluate_predict_export(trained, split_folder, tmp_path):
     out, _ = trained
@@ -132,9 +137,13 @@ def test_bad_inputs(trained, tmp_path):
     # --debug shows the traceback
     r = cli('predict', onx, tmp_path/'notes.txt', '--out', out, '--debug', ok=False)
     assert r.returncode != 0 and 'Traceback' in r.stderr
-    # --skip-unreadable goes on without the bad file
+    # --skip-unreadable goes on, listing the bad file with its error
     r = cli('predict', onx, img, corrupt, '--out', out, '--skip-unreadable')
-    assert len(pd.read_csv(out)) == 1 and 'corrupt.jpg' in r.stderr
+    df = pd.read_csv(out)
+    assert len(df) == 2 and df.predicted.notna().sum() == 1 and df.error[df.predicted.isna()].str.contains('corrupt.jpg').all() and 'corrupt.jpg' in r.stderr
+    # --resume with nothing to resume predicts everything
+    cli('predict', onx, img, '--out', tmp_path/'resumed.csv', '--resume')
+    assert len(pd.read_csv(tmp_path/'resumed.csv')) == 1
 
 def test_data_commands(xray_folder, tmp_path):
     before = tree_digest(xray_folder)
