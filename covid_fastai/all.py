@@ -18,6 +18,7 @@ from .distributed import *
 from .train import *
 from .inference import *
 from .predict import *
+from .hub import *
 from .metrics import *
 from .calibration import *
 from .evaluation import *

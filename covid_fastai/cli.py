@@ -1,4 +1,4 @@
-"""`covid-fastai train | evaluate | predict | export | check-data | resize | augment`: the library from the shell, with one-line errors and nothing given to it modified.
+"""`covid-fastai demo | train | evaluate | predict | export | check-data | resize | augment | serve | push`: the library from the shell, with one-line errors and nothing given to it modified.
 
 Docs: https://covid-fastai.github.io/covid-fastai/cli.html.md"""
 
@@ -6,8 +6,8 @@ Docs: https://covid-fastai.github.io/covid-fastai/cli.html.md"""
 
 # %% auto #0
 __all__ = ['COMMANDS', 'covid_fastai_train', 'covid_fastai_evaluate', 'covid_fastai_predict', 'covid_fastai_export',
-           'covid_fastai_check_data', 'covid_fastai_resize', 'covid_fastai_augment', 'demo_result', 'covid_fastai_demo',
-           'covid_fastai_serve', 'main']
+           'covid_fastai_check_data', 'covid_fastai_resize', 'covid_fastai_augment', 'covid_fastai_demo',
+           'covid_fastai_serve', 'covid_fastai_push', 'main']
 
 # %% ../nbs/22_cli.ipynb #385464a1
 import sys, json  # no `from __future__ import annotations`: fastcore's parser needs real types in the delegated signature
@@ -161,19 +161,6 @@ def covid_fastai_augment(
     from covid_fastai.prep import augment_folder
     augment_folder(src, dest, n_per_image=n_per_image, max_rotate=max_rotate, flip=flip, seed=seed, skip_unreadable=skip_unreadable)
 
-# %% ../nbs/22_cli.ipynb #f9f1a851
-def demo_result(m:dict, # The report's `metrics.json` (with its `chance` section, `Evaluation.chance`)
-               ) -> str:
-    "The demo's last line: the test result against chance, in words"
-    c, n = m['chance'], m['n']
-    ci = lambda v: f"[{v[0]:.3f}, {v[1]:.3f}]" if v else "(no interval)"
-    res = (f"Result on {n} held-out test images: accuracy {c['accuracy']:.3f} {ci(c['accuracy_ci'])} against {c['majority_accuracy']:.3f} "
-           f"for always answering {c['majority']!r}; AUC {c['auc']:.3f} {ci(c['auc_ci'])} against 0.5 for guessing. ")
-    if c['beats_majority'] and c['auc_at_chance'] is False:
-        return res + "Both intervals lie above chance: the model learned something (a research demo, not a diagnosis)."
-    return (res + "The model did not clearly beat chance on these images" + ''.join(f"; {w}" for w in c['warnings'])
-            + ". Try more epochs (--epochs) or larger images (--size).")
-
 # %% ../nbs/22_cli.ipynb #22d0e002
 @call_parse
 def covid_fastai_demo(
@@ -194,6 +181,7 @@ def covid_fastai_demo(
                                    lr=lr, seed=seed, test_pct=0.25)
     print(f"Next: open the report in a browser; train on your own images with `covid-fastai train DATA_FOLDER`; try the model with "
           f"`covid-fastai serve {out}`. Images: NIH Clinical Center (ChestX-ray14), cite Wang et al., CVPR 2017.")
+    from covid_fastai.report import demo_result
     if (mj := Path(out).expanduser()/'report'/'metrics.json').exists(): print(demo_result(json.loads(mj.read_text())))
 
 # %% ../nbs/22_cli.ipynb #b9c89e09
@@ -214,14 +202,21 @@ def covid_fastai_serve(
     try: serve(model, host=host, port=port, max_mb=max_mb, cam=cam, max_queue=max_queue, workers=workers, **kwargs)
     except KeyboardInterrupt: pass   # Ctrl-C stops the server: not an error
 
+# %% ../nbs/22_cli.ipynb #7b867ebb
+@call_parse
+def covid_fastai_push(
+    model:str, # Saved model or ensemble folder
+    repo_id:str, # Hugging Face Hub repository, owner/name (created if missing)
+    private:bool_arg=True, # Create the repository private: true or false
+):
+    "Upload a saved model folder and its README.md model card to the Hugging Face Hub (log in first: `hf auth login`, or set HF_TOKEN)"
+    from covid_fastai.hub import push_covid_model
+    print(f"Uploaded {model} to {push_covid_model(model, repo_id, private=private)}; load it with load_covid_model('hf://{repo_id}')")
+
 # %% ../nbs/22_cli.ipynb #71557f8d
 COMMANDS = {'demo': covid_fastai_demo, 'train': covid_fastai_train, 'evaluate': covid_fastai_evaluate, 'predict': covid_fastai_predict,
             'export': covid_fastai_export, 'check-data': covid_fastai_check_data, 'resize': covid_fastai_resize,
-            'augment': covid_fastai_augment, 'serve': covid_fastai_serve}
-_EPILOGS = {'serve': "Web API: POST /api/predict with the image as multipart form field `image` (or as the raw body); query ?heatmap=1 adds a "
-                     "Grad-CAM overlay, &explain=CLASS explains that class. JSON answer: predicted, probability, probabilities (class -> "
-                     "probability), image and heatmap (PNG data URIs), explains, image_type, model, calibration, disclaimer; errors: "
-                     "{error} with status 400/413/415 (bad upload) or 503 (busy, Retry-After). GET /health: status, model, classes, queue."}
+            'augment': covid_fastai_augment, 'serve': covid_fastai_serve, 'push': covid_fastai_push}
 
 def main():
     "`covid-fastai <command> ...` (or `covid-fastai-<command> ...`): run a sub-command in its frame (`command_frame`); `covid-fastai --help` lists them"
@@ -240,7 +235,7 @@ def main():
         sys.exit(2)
     try:
         p = command_parser(f, cmd, help=any(a in ('-h', '--help') for a in args[1:]))
-        if cmd in _EPILOGS: p.epilog = f"{_EPILOGS[cmd]} {p.epilog}"
+        if cmd == 'serve': from covid_fastai.serve import WEB_API; p.epilog = f"{WEB_API} {p.epilog}"
         kw = {k: v for k, v in vars(p.parse_args(flag_args(p, args[1:]))).items() if k not in ('pdb', 'xtra')}
     except KeyboardInterrupt: interrupted(cmd)   # before the command's frame installs its own handler
     with command_frame(cmd, kw.pop('debug')):

@@ -276,7 +276,8 @@ MODEL_FILES = ('model.json', 'model.onnx', 'ensemble.json')  # What makes a fold
 
 def is_model_path(p:str|Path, # A path given where a model or an image may stand
                  ) -> bool:
-    "Whether `p` is something `load_covid_model` loads: a folder holding one of `MODEL_FILES`, one of those files, an `.onnx` or `.safetensors` file, or a pickle"
+    "Whether `p` is something `load_covid_model` loads: a folder holding one of `MODEL_FILES`, one of those files, an `.onnx` or `.safetensors` file, a pickle, or a Hub name `hf://owner/name`"
+    if isinstance(p, str) and p.startswith('hf://'): return True
     p = Path(p).expanduser()
     if p.is_dir(): return any((p/f).is_file() for f in MODEL_FILES)
     return p.is_file() and (p.name in MODEL_FILES or p.suffix.lower() in {'.onnx', '.safetensors'} | _PICKLE_SUFFIXES)
@@ -347,8 +348,11 @@ def load_covid_model(path:str|Path, # Safe model folder, its `model.json`/`model
                threads:int|None=None, # onnxruntime: number of threads
                backend:str='torch', # How a safe model folder runs, one of `BACKENDS`: 'torch'; 'onnx' (its `runtime_onnx` file); 'auto': ONNX on a CPU when onnxruntime is installed
               ) -> Predictor:
-    "Load a saved model as a `Predictor` (an ensemble folder as an `Ensemble`), without unpickling anything unless `allow_pickle`"
+    "Load a saved model as a `Predictor` (an ensemble folder as an `Ensemble`), without unpickling anything unless `allow_pickle`; `hf://owner/name[@revision]` from the Hugging Face Hub"
     lookup(backend, BACKENDS, 'backend')
+    if isinstance(path, str) and path.startswith('hf://'):   # downloaded once into the Hub cache (`covid_fastai.hub`), then checked as any folder
+        from covid_fastai.hub import hub_download
+        return load_covid_model(hub_download(path), allow_pickle=False, threads=threads, backend=backend)
     p = Path(path).expanduser()
     if not p.exists(): raise ModelFileError(f"No model at {p}")
     if not (p.is_dir() or p.is_file()): raise ModelFileError(f"{p} is not a regular file or folder")

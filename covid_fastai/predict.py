@@ -155,9 +155,13 @@ def _stream_rows(pred, files, outp, cols, resume, parts) -> pd.DataFrame:
             for p in parts(files[n0:]):
                 p = p.reindex(columns=cols); got.append(p)
                 p.to_csv(f, header=False, index=False); f.flush()
-    except BaseException:
+    except BaseException as e:
         n = sum(map(len, got))
-        print(f"Stopped after {n} of {len(files)} images: their rows are kept in {rows_fn}; run again with resume=True (--resume) to go on", file=sys.stderr)
+        if not n:   # nothing to go on from: no trace left
+            rows_fn.unlink(missing_ok=True); meta_fn.unlink(missing_ok=True); raise
+        hint = f"{n} of {len(files)} rows kept in {rows_fn.name}: run again with resume=True (--resume) to go on"
+        if isinstance(e, Exception) and len(e.args) == 1 and isinstance(e.args[0], str): e.args = (f"{e.args[0]} ({hint})",)
+        else: print(f"Stopped: {hint}", file=sys.stderr)   # (Ctrl-C: the command line says it was interrupted after this line)
         raise
     from covid_fastai.outputs import _UMASK
     os.chmod(rows_fn, 0o666 & ~_UMASK); os.replace(rows_fn, outp); meta_fn.unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from .cam import cam_overlay
 from .outputs import output_folder, write_csv, write_text, check_outside
 
 # %% auto #0
-__all__ = ['evaluate', 'metrics_summary', 'write_report', 'report_html']
+__all__ = ['evaluate', 'metrics_summary', 'write_report', 'demo_result', 'report_html']
 
 # %% ../nbs/20_report.ipynb #36ee1158
 def _as_predictor(model, calibrate):
@@ -187,6 +187,19 @@ def write_report(ev:Evaluation, # The evaluation to report
     write_text(out/'metrics.json', json.dumps(m, indent=2, default=float))
     write_text(out/'report.html', report_html(m, out, figs, preds, mc, title))
     return out
+
+# %% ../nbs/20_report.ipynb #f9f1a851
+def demo_result(m:dict, # The report's `metrics.json` (with its `chance` section, `Evaluation.chance`)
+               ) -> str:
+    "The demo's last line: the test result against chance, in words"
+    c, n = m['chance'], m['n']
+    ci = lambda v: f"[{v[0]:.3f}, {v[1]:.3f}]" if v else "(no interval)"
+    res = (f"Result on {n} held-out test images: accuracy {c['accuracy']:.3f} {ci(c['accuracy_ci'])} against {c['majority_accuracy']:.3f} "
+           f"for always answering {c['majority']!r}; AUC {c['auc']:.3f} {ci(c['auc_ci'])} against 0.5 for guessing. ")
+    if c['beats_majority'] and c['auc_at_chance'] is False:
+        return res + "Both intervals lie above chance: the model learned something (a research demo, not a diagnosis)."
+    return (res + "The model did not clearly beat chance on these images" + ''.join(f"; {w}" for w in c['warnings'])
+            + ". Try more epochs (--epochs) or larger images (--size).")
 
 # %% ../nbs/20_report.ipynb #39be0055
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}

@@ -16,8 +16,8 @@ from .imread import load_xray, is_dicom, image_dims, ImageReadError
 from .inference import load_covid_model, Predictor, DISCLAIMER
 
 # %% auto #0
-__all__ = ['IMAGE_FORMATS', 'MAX_FIELDS', 'MAX_FIELD_BYTES', 'LARGE_PIXELS', 'UploadError', 'read_upload', 'check_image',
-           'calibration_note', 'predict_upload', 'check_serve_options', 'create_app', 'serve']
+__all__ = ['IMAGE_FORMATS', 'MAX_FIELDS', 'MAX_FIELD_BYTES', 'LARGE_PIXELS', 'WEB_API', 'UploadError', 'read_upload',
+           'check_image', 'calibration_note', 'predict_upload', 'check_serve_options', 'create_app', 'serve']
 
 # %% ../nbs/21_serve.ipynb #801b4315
 class UploadError(ValueError):
@@ -287,3 +287,9 @@ def serve(model, # Saved model: safe folder (model.json + model.safetensors) or 
     print(f"Serving {app.predictor} on http://{host}:{port}  ({DISCLAIMER})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level='info', access_log=True,   # a line per request: client, request, status
                 h11_max_incomplete_event_size=16 * 1024, limit_concurrency=512)   # request headers of at most 16 kB; connections beyond 512 get 503
+
+# %% ../nbs/21_serve.ipynb #15e0a2f7
+WEB_API = ("Web API: POST /api/predict with the image as multipart form field `image` (or as the raw body); query ?heatmap=1 adds a "
+           "Grad-CAM overlay, &explain=CLASS explains that class. JSON answer: predicted, probability, probabilities (class -> "
+           "probability), image and heatmap (PNG data URIs), explains, image_type, model, calibration, disclaimer; errors: "
+           "{error} with status 400/413/415 (bad upload) or 503 (busy, Retry-After). GET /health: status, model, classes, queue.")   # (`serve --help` shows it)

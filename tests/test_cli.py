@@ -1,5 +1,5 @@
 "The `covid-fastai` command through subprocess: train -> evaluate -> predict -> export, safe model files, and bad input"
-import json, subprocess, sys
+import os, json, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
@@ -7,8 +7,9 @@ from covid_fastai.inference import load_covid_model, save_covid_model, export_on
 from covid_fastai.images import make_synthetic_xrays
 from conftest import tree_digest
 
-def cli(*args, ok=True):
-    r = subprocess.run(['covid-fastai', *map(str, args)], capture_output=True, text=True, timeout=600)
+def cli(*args, ok=True, env=None):
+    r = subprocess.run(['covid-fastai', *map(str, args)], capture_output=True, text=True, timeout=600,
+                       env=None if env is None else {**os.environ, **env})
     if ok: assert r.returncode == 0, r.stderr[-3000:]
     return r
 
@@ -163,7 +164,7 @@ def test_data_commands(xray_folder, tmp_path):
     r = cli('fly', ok=False)
     assert r.returncode == 2 and 'valid commands' in r.stderr
 
-@pytest.mark.parametrize('cmd', ['demo', 'train', 'evaluate', 'predict', 'export', 'check-data', 'resize', 'augment', 'serve'])
+@pytest.mark.parametrize('cmd', ['demo', 'train', 'evaluate', 'predict', 'export', 'check-data', 'resize', 'augment', 'serve', 'push'])
 def test_help_from_docments(cmd):
     r = cli(cmd, '--help')
     assert f'covid-fastai {cmd}' in r.stdout and '--debug' in r.stdout
@@ -261,3 +262,19 @@ def test_quality_preset_trains_a_saved_ensemble(split_folder, tmp_path):
     assert np.allclose(p[classes], ens.predict_proba([str(i) for i in imgs]), atol=1e-4)
     one_line_error(cli('train', split_folder, '--quality', 'bset', '--out', tmp_path/'x', ok=False), "did you mean 'best'")
     assert not (tmp_path/'x').exists()
+
+def test_hub_names_offline(trained, split_folder, tmp_path):
+    "A model in the Hub cache (laid out as huggingface_hub writes it) predicts by its hf:// name with no network; pushing without network fails in one line"
+    import shutil
+    out, _ = trained
+    commit = '0123456789abcdef0123456789abcdef01234567'
+    root = tmp_path/'hub'/'models--someone--covid'
+    shutil.copytree(out, root/'snapshots'/commit, ignore=shutil.ignore_patterns('report', '*.csv'))
+    (root/'refs').mkdir(parents=True); (root/'refs'/'main').write_text(commit)
+    env = dict(HF_HUB_CACHE=str(tmp_path/'hub'), HF_HUB_OFFLINE='1')
+    imgs = sorted((split_folder/'test').rglob('*.png'))[:3]
+    cli('predict', 'hf://someone/covid', *imgs, '--out', tmp_path/'hub.csv', '--backend', 'torch', env=env)
+    cli('predict', out, *imgs, '--out', tmp_path/'local.csv', '--backend', 'torch')
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path/'hub.csv'), pd.read_csv(tmp_path/'local.csv'))
+    one_line_error(cli('predict', 'hf://someone/missing', *imgs, '--out', tmp_path/'x.csv', ok=False, env=env), 'not in the Hub cache')
+    one_line_error(cli('push', out, 'someone/covid', ok=False, env=env), 'cannot reach the Hugging Face Hub', 'check the network')
