@@ -15,6 +15,7 @@ from .imread import load_xray, to_rgb, preprocess_image
 from .card import ModelCard, whole_file
 from .outputs import file_sha256 as _sha256
 from .registry import lookup
+from fastcore.meta import delegates
 from .core import cache_dir
 
 # %% auto #0
@@ -160,27 +161,29 @@ class Predictor:
             return
         yield from _prefetched(self.preprocess, imgs, starts, bs, n)
 
-    def logits(self, imgs, # Image files, bytes, file objects or PIL images
-               bs:int=32, # Batch size
-               progress:bool=False, # Show a progress bar
-              ) -> np.ndarray:
-        "Raw model outputs for `imgs` (without test-time augmentation)"
+    def _per_batch(self, imgs, bs:int=32, progress:bool=False, f=None) -> np.ndarray:
+        "`f` of each preprocessed batch of `imgs`, concatenated as float32 (`(0, n_classes)` for no image)"
         imgs = list(imgs)
         if not imgs: return np.zeros((0, len(self.vocab)), np.float32)
-        return np.concatenate([self.run(x) for x in self._batches(imgs, bs, progress)])
+        return np.concatenate([f(x) for x in self._batches(imgs, bs, progress)]).astype(np.float32)
+
+    def _probs(self, x:np.ndarray) -> np.ndarray:
+        "Probabilities of a preprocessed batch: temperature applied, averaged over the `tta_views` the card asks for"
+        views = tta_views(x) if self.card.tta else [x]
+        return np.mean([probs_from_logits(self.run(v), self.multi_label, self.temperature) for v in views], 0)
 
     def predict_proba(self, imgs, # Image files, bytes, file objects or PIL images
                       bs:int=32, # Batch size
                       progress:bool=False, # Show a progress bar
                      ) -> np.ndarray:
         "Class probabilities `(n, n_classes)` for `imgs`: temperature applied, and averaged over `tta_views` if the card asks for test-time augmentation"
-        imgs = list(imgs)
-        if not imgs: return np.zeros((0, len(self.vocab)), np.float32)
-        out = []
-        for x in self._batches(imgs, bs, progress):
-            views = tta_views(x) if self.card.tta else [x]
-            out.append(np.mean([probs_from_logits(self.run(v), self.multi_label, self.temperature) for v in views], 0))
-        return np.concatenate(out).astype(np.float32)
+        return self._per_batch(imgs, bs, progress, self._probs)
+
+    @delegates(predict_proba)
+    def logits(self, imgs, # Image files, bytes, file objects or PIL images
+               **kwargs) -> np.ndarray:
+        "Raw model outputs for `imgs` (without test-time augmentation)"
+        return self._per_batch(imgs, f=self.run, **kwargs)
 
     def heatmaps(self, imgs, # Image files, bytes, file objects or PIL images
                  targets:list|None=None, # Class to explain for each image (index or name); `None`: the predicted class
