@@ -111,12 +111,6 @@ def check_dataset(src, # Data folder or `Layout`
     return rep
 
 # %% ../nbs/04_check.ipynb #e42e8dd0
-def _listed(files, n=20): return '\n  '.join(map(str, files[:n])) + (f"\n  ... and {len(files)-n} more" if len(files) > n else '')
-
-def _unreadable_error(bad, path):
-    return ImageReadError(f"{len(bad)} image file(s) under {path} cannot be read; fix or move them, "
-                          f"or pass skip_unreadable=True to leave them out:\n  {_listed(bad)}")
-
 def checked_layout(lay:Layout, # The layout to check (left unchanged)
                    skip_unreadable:bool=False, # Leave unreadable images out (with a warning) instead of stopping
                    cache:bool|str|Path=True, # Remember each file's check (`check_cache_file`): a second run over an unchanged corpus reads no image
@@ -124,11 +118,8 @@ def checked_layout(lay:Layout, # The layout to check (left unchanged)
     "A copy of `lay` whose every image decodes, with its perceptual hash (`phash`) for `warn_split_leaks`"
     info = inspect_images(lay.df.fname.tolist(), cache=_cache_arg(cache, lay.path))
     out = lay.new(lay.df.assign(phash=info.phash.values))
-    bad = info.fname[~info.ok].tolist()
-    if not bad: return out
-    if not skip_unreadable: raise _unreadable_error(bad, lay.path)
-    warn(f"Leaving out {len(bad)} unreadable image file(s):\n  {_listed(bad)}")
-    return out.new(out.df[info.ok.values])
+    ok = skip_or_stop(info, skip_unreadable, lay.path)
+    return out if ok.all() else out.new(out.df[ok])
 
 def warn_split_leaks(lay:Layout, # A split layout checked by `checked_layout` (it has the `phash` column)
                      max_dist:int=2, # Largest perceptual-hash distance counted as a near duplicate

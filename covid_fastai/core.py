@@ -1,4 +1,4 @@
-"""What the training and the inference sides of the library share, below them both: `DISCLAIMER`, `LABEL_DELIM`, `cache_dir`, and the probability helpers `probs_from_logits`, `nll` and `decode_probs`. A light module: NumPy only.
+"""What the training and the inference sides of the library share, below them both: `DISCLAIMER`, `LABEL_DELIM`, `cache_dir`, the probability helpers `probs_from_logits`, `nll` and `decode_probs`, and `label_mapper`. A light module: NumPy only.
 
 Docs: https://covid-fastai.github.io/covid-fastai/core.html.md"""
 
@@ -8,10 +8,11 @@ Docs: https://covid-fastai.github.io/covid-fastai/core.html.md"""
 from __future__ import annotations
 import os
 from pathlib import Path
+from typing import Callable
 import numpy as np
 
 # %% auto #0
-__all__ = ['DISCLAIMER', 'LABEL_DELIM', 'cache_dir', 'probs_from_logits', 'nll', 'decode_probs']
+__all__ = ['DISCLAIMER', 'LABEL_DELIM', 'cache_dir', 'probs_from_logits', 'nll', 'decode_probs', 'label_mapper']
 
 # %% ../nbs/00a_core.ipynb #e7097a21
 DISCLAIMER = "Research and teaching use only: not a medical device; no prediction here is a diagnosis."
@@ -55,3 +56,13 @@ def decode_probs(probs:np.ndarray, # Probabilities `(n, k)`
     probs = np.asarray(probs)
     if multi_label: return [delim.join(classes[j] for j in np.flatnonzero(p > thresh)) for p in probs]
     return [classes[j] for j in probs.argmax(1)]
+
+# %% ../nbs/00a_core.ipynb #776f3a2b
+def label_mapper(label_map:dict|Callable|None=None, # Old label -> new label (or `None` to drop it); labels not in a dict are kept
+                ) -> Callable:
+    "`label_map` as a function of one label: the one reading of a label map, for training layouts, test labels and model classes alike"
+    if label_map is None: return lambda l: l
+    if isinstance(label_map, dict): return lambda l: label_map.get(l, l)
+    if callable(label_map): return label_map
+    raise TypeError(f"label_map must be a dict, a function or None, not {type(label_map).__name__}")
+

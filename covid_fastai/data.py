@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from fastai.vision.all import *
 from sklearn.model_selection import train_test_split, StratifiedGroupKFold, GroupShuffleSplit
 from .images import *
-from .core import LABEL_DELIM
+from .core import LABEL_DELIM, label_mapper
 from .registry import lookup
 
 # %% auto #0
@@ -207,7 +207,7 @@ def map_labels(lay:Layout, # Layout to relabel (left unchanged)
                label_map:dict|Callable, # Old label -> new label (or `None` to drop); labels not in a dict are kept
               ) -> Layout:
     "A copy of `lay` with its labels mapped through `label_map`"
-    f = (lambda l: label_map.get(l, l)) if isinstance(label_map, dict) else label_map
+    f = label_mapper(label_map)
     def _map(l):
         if not lay.multi_label: return f(l)
         out = sorted({x for x in map(f, l.split(lay.label_delim)) if x is not None})

@@ -11,7 +11,7 @@ import os
 from contextlib import contextmanager
 import numpy as np
 import pandas as pd
-from .evaluation import Evaluation, as_predictor, test_layout
+from .evaluation import Evaluation, as_predictor, test_layout, test_labels
 
 # %% auto #0
 __all__ = ['ensemble_weights', 'Ensemble', 'save_ensemble', 'load_covid_ensemble']
@@ -119,9 +119,8 @@ class Ensemble:
             test = lay.new(lay.subset('valid'))
         if isinstance(test, pd.DataFrame) and 'label' not in test: raise ValueError("evaluate needs a `label` column")
         lay = test_layout(test, fn_col='fname') if isinstance(test, pd.DataFrame) else test_layout(test)
-        fns, labels = [str(f) for f in lay.df.fname], lay.df.label.tolist()
-        if self.multi_label and lay.label_delim != self.card.label_delim:
-            labels = [self.card.label_delim.join(l.split(lay.label_delim)) for l in labels]
+        df = test_labels(lay, self.card)
+        fns, labels = df.fname.tolist(), df.label.tolist()
         ps = self.member_probs(fns, bs)
         rows = list(zip(self.names, ps, [m.card for m in self.members])) + [('ensemble', sum(w * p for w, p in zip(self.weights, ps)), self.card)]
         out = []

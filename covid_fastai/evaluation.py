@@ -15,15 +15,14 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 from .card import ModelCard
-from .imread import ImageReadError
 from .metrics import classification_metrics, roc_curves, targets_matrix, predictions_matrix, proportion_ci
 from .registry import lookup
 from .calibration import calibration_bins, expected_calibration_error
-from .core import nll, decode_probs
+from .core import nll, decode_probs, label_mapper
 
 # %% auto #0
-__all__ = ['XRAY_DATASETS', 'SAME_IMAGES', 'CI_METRICS', 'CLASS_METRICS', 'test_layout', 'map_probs', 'guess_datasets',
-           'pretraining_overlap', 'as_predictor', 'Evaluation', 'metric_ci', 'compare_protocols']
+__all__ = ['XRAY_DATASETS', 'SAME_IMAGES', 'CI_METRICS', 'CLASS_METRICS', 'test_layout', 'test_labels', 'map_probs',
+           'guess_datasets', 'pretraining_overlap', 'as_predictor', 'Evaluation', 'metric_ci', 'compare_protocols']
 
 # %% ../nbs/16_evaluation.ipynb #801d0965
 def test_layout(test, # Folder, CSV file, DataFrame or `Layout` of labelled test images
@@ -32,26 +31,33 @@ def test_layout(test, # Folder, CSV file, DataFrame or `Layout` of labelled test
                 **kwargs # Table: other arguments of `table_layout` (`fn_col`, `label_col`, `label_delim`, ...)
                ):
     "The labelled images of `test` as a `Layout` (only its `test` split if it has one)"
-    from covid_fastai.data import read_layout
-    is_table = isinstance(test, pd.DataFrame) or (isinstance(test, (str, Path)) and Path(test).suffix.lower() in ('.csv', '.tsv'))
-    lay = read_layout(test, path=path, check_files=check_files, **kwargs) if is_table else read_layout(test)
+    from covid_fastai.data import read_layout, is_table
+    lay = read_layout(test, path=path, check_files=check_files, **kwargs) if is_table(test) else read_layout(test)
     if lay.is_split and (lay.df.split == 'test').any(): lay = lay.new(lay.df[lay.df.split == 'test'])
     if not len(lay.df): raise ValueError(f"No labelled test images in {test}")
     return lay
 
-# %% ../nbs/16_evaluation.ipynb #c9c03163
-def _mapper(label_map):
-    if label_map is None: return lambda c: c
-    if isinstance(label_map, dict): return lambda c: label_map.get(c, c)
-    return label_map
+# %% ../nbs/16_evaluation.ipynb #f0fdb690
+def test_labels(lay, # `Layout` of labelled test images (see `test_layout`)
+                card:ModelCard, # Card of the model they test
+                label_map:dict|callable|None=None, # Test label -> model class (`None` drops the image); see `map_labels`
+               ) -> pd.DataFrame:
+    "`fname` (str) and `label` of each test image, mapped through `label_map` and written with the card's label separator"
+    from covid_fastai.data import map_labels
+    if label_map is not None: lay = map_labels(lay, label_map)
+    labels = lay.labels_of()
+    if card.multi_label: labels = [l if isinstance(l, str) else card.label_delim.join(l) for l in labels]
+    return pd.DataFrame(dict(fname=lay.df.fname.astype(str).values, label=labels))
 
+
+# %% ../nbs/16_evaluation.ipynb #c9c03163
 def map_probs(probs:np.ndarray, # Probabilities of the model's classes `(n, k)`
               classes:list, # The model's classes
               label_map:dict|callable|None=None, # Model class -> scored class (`None` drops it)
               multi_label:bool=False, # Take the largest member probability instead of the sum
              ) -> tuple:
     "`(probs, classes)` of the scored classes, merging the model's classes through `label_map`"
-    f = _mapper(label_map)
+    f = label_mapper(label_map)
     targets = [f(c) for c in classes]
     out_classes = list(dict.fromkeys(t for t in targets if t is not None))
     if not out_classes: raise ValueError(f"label_map drops every class of the model {classes}")
@@ -203,26 +209,16 @@ def from_model(cls:Evaluation, model, # A `Learner`, `Predictor`, `Ensemble`, or
                **kwargs # Arguments of `test_layout` for a table (`path`, `fn_col`, `label_col`, ...)
               ) -> Evaluation:
     "Predict once with `model` on the labelled images of `test`"
-    from covid_fastai.images import inspect_images
+    from covid_fastai.images import inspect_images, skip_or_stop
     pred = as_predictor(model, tta)
     lay = test_layout(test, check_files=not skip_unreadable, **kwargs)  # missing files are skipped like unreadable ones
     overlap = pretraining_overlap(pred.card, lay.df.fname.astype(str).tolist(), [test if isinstance(test, (str, Path)) else None, lay.path, (lay.source or {}).get('name')])
     for w in overlap: warn(w)
-    df = lay.df[['fname', 'label']].copy()
-    df['fname'] = df.fname.astype(str)
-    info = inspect_images(df.fname.tolist(), progress=progress)
-    bad = info.fname[~info.ok].astype(str).tolist()
-    if bad and not skip_unreadable:
-        raise ImageReadError(f"{len(bad)} unreadable test image(s), e.g. {bad[0]} ({info.error[~info.ok].iloc[0]}); "
-                             f"fix or remove them, or pass skip_unreadable=True")
-    df = df[~df.fname.isin(bad)].reset_index(drop=True)
+    info = inspect_images(lay.df.fname.astype(str).tolist(), progress=progress)
+    ok = skip_or_stop(info, skip_unreadable, what='test image', quiet=True)   # (the report lists them)
+    bad = info.fname[~ok].astype(str).tolist()
     card = pred.card
-    f = _mapper(label_map)
-    if card.multi_label:  # the test table's labels use the layout's separator; the evaluation uses the card's
-        df['label'] = [card.label_delim.join(sorted({x for x in map(f, str(l).split(lay.label_delim)) if x is not None})) for l in df.label]
-    else:
-        df['label'] = [f(l) for l in df.label]
-        df = df[df.label.notna()].reset_index(drop=True)
+    df = test_labels(lay.new(lay.df[ok]), card, label_map)
     if not len(df): raise ValueError("No test images left to evaluate")
     probs_model = pred.predict_proba(df.fname.tolist(), bs=bs, progress=progress)
     probs, classes = map_probs(probs_model, list(card.classes), label_map, card.multi_label)

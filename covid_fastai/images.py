@@ -6,7 +6,7 @@ Docs: https://covid-fastai.github.io/covid-fastai/images.html.md"""
 
 # %% ../nbs/02_images.ipynb #cf4c4293
 from __future__ import annotations
-import io, hashlib, os
+import io, hashlib, os, warnings
 import covid_fastai.imread as _ir   # `_ir.MAX_PIXELS` read when used: it can be changed at run time
 from fastai.vision.all import *
 from PIL import Image, UnidentifiedImageError
@@ -18,10 +18,10 @@ _all_ = ['ImageReadError', 'scale_to_uint8', 'to_rgb', 'DICOM_WINDOWS', 'DICOM_E
 
 # %% auto #0
 __all__ = ['XrayImage', 'XrayBlock', 'get_xray_files', 'inspect_image', 'inspect_images', 'near_duplicates',
-           'cross_split_duplicates', 'find_unreadable', 'make_synthetic_xrays', 'ImageReadError', 'scale_to_uint8',
-           'to_rgb', 'DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'is_dicom', 'read_dicom', 'write_dicom', 'load_xray',
-           'show_path', 'regular_file', 'image_dims', 'walk_files', 'XRAY_EXTENSIONS', 'image_inputs', 'PREPROCESS',
-           'preprocess_image', 'equalize', 'clahe', 'crop_borders', 'border_box']
+           'cross_split_duplicates', 'find_unreadable', 'skip_or_stop', 'make_synthetic_xrays', 'ImageReadError',
+           'scale_to_uint8', 'to_rgb', 'DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'is_dicom', 'read_dicom', 'write_dicom',
+           'load_xray', 'show_path', 'regular_file', 'image_dims', 'walk_files', 'XRAY_EXTENSIONS', 'image_inputs',
+           'PREPROCESS', 'preprocess_image', 'equalize', 'clahe', 'crop_borders', 'border_box']
 
 # %% ../nbs/02_images.ipynb #2c0221ff
 class XrayImage(PILImage):
@@ -162,6 +162,26 @@ def find_unreadable(fns, # Image files to check
     "Return the files among `fns` that cannot be opened and decoded as images"
     info = inspect_images(fns, n_workers=n_workers, progress=progress)
     return L(info.fname[~info.ok].tolist())
+
+# %% ../nbs/02_images.ipynb #a4e0b625
+def _listed(files, n=20): return '\n  '.join(map(str, files[:n])) + (f"\n  ... and {len(files)-n} more" if len(files) > n else '')
+
+def skip_or_stop(info:pd.DataFrame, # `inspect_images` table (or any with `fname`, `ok` and `error` columns)
+                 skip_unreadable:bool=False, # Leave the unreadable files out instead of stopping
+                 where=None, # The folder or table they are listed in, for the message
+                 what:str='image', # What the files are, for the message ('test image', ...)
+                 quiet:bool=False, # Leave them out without a warning (when a report lists them)
+                ) -> np.ndarray:
+    "Mask of the readable rows of `info`: stop with an `ImageReadError` naming the others, or leave them out with a warning"
+    ok = np.asarray(info.ok, bool)
+    if ok.all(): return ok
+    bad = [f"{f} ({e})" for f, e in zip(info.fname[~ok].astype(str), info.error[~ok])]
+    if not skip_unreadable:
+        raise ImageReadError(f"{len(bad)} {what} file(s){f' under {where}' if where is not None else ''} cannot be read; fix or move them, "
+                             f"or pass skip_unreadable=True to leave them out:\n  {_listed(bad)}")
+    if not quiet: warnings.warn(f"Leaving out {len(bad)} unreadable {what} file(s):\n  {_listed(bad)}")
+    return ok
+
 
 # %% ../nbs/02_images.ipynb #37d2389e
 def make_synthetic_xrays(dest, # Folder to create the class folders in

@@ -11,7 +11,6 @@ from fastai.vision.all import *
 from PIL import Image, ImageOps
 from .images import *
 from .data import Layout, AUGMENTED_CSV
-from .check import _unreadable_error
 from .outputs import output_folder, write_csv, write_text, whole_file, check_outside
 
 # %% auto #0
@@ -174,6 +173,5 @@ def cached_layout(lay:Layout, # Layout whose files are under `lay.path`
     src = Path(lay.path).resolve()   # a table may list files outside its own folder: then their common folder is the source
     if not all(src in Path(f).resolve().parents for f in files): src = Path(os.path.commonpath([str(Path(f).resolve().parent) for f in files]))
     res = resize_xrays(src, cache, size=size, files=files, window=window)
-    ok = res.result.isin(['done', 'skipped']).values
-    if not ok.all() and not skip_unreadable: raise _unreadable_error(res.fname[~ok].tolist(), lay.path)
+    ok = skip_or_stop(res.assign(ok=res.result.isin(['done', 'skipped']), error=res.result), skip_unreadable, lay.path, quiet=True)  # (`resize_xrays` warned)
     return lay.new(lay.df.assign(fname=res.dest.values)[ok], path=Path(cache))
