@@ -83,6 +83,7 @@ def covid_fastai_predict(
     threads:int=None, # CPU threads (default: the library's default)
     workers:int=None, # Threads reading and preprocessing the images (default: one per core; 0: none)
     resume:bool=False, # Go on with an interrupted run from the rows it wrote (same model, same images)
+    shard:str=None, # i/n: predict share i (0 to n-1) of the images; the last share to finish merges them into --out (default: torchrun's RANK/WORLD_SIZE)
     **kwargs
 ):
     "Predict the class of chest images with a saved model (or an ensemble of several); print a table and write a CSV (research use only, not for diagnosis)"
@@ -92,10 +93,10 @@ def covid_fastai_predict(
     from covid_fastai.predict import predict_images, split_models
     models, images = split_models([model, *images])
     df = predict_images(models, images, out=out, heatmaps=heatmaps, skip_unreadable=skip_unreadable, threads=threads, workers=workers,
-                        stop=check_interrupt, resume=resume, **kwargs)
+                        stop=check_interrupt, resume=resume, shard=shard, **kwargs)
     with pd.option_context('display.max_rows', 200, 'display.width', 160, 'display.float_format', '{:.4f}'.format):
         print(df.drop(columns='heatmap', errors='ignore').assign(file=[Path(f).name for f in df.file]).to_string(index=False))
-    print(f"Predictions of {len(df)} images written to {Path(out).expanduser().resolve()}"
+    print(f"Predictions of {len(df)} images written to {Path(df.attrs.get('share', out)).expanduser().resolve()}"
           + (f"; heatmaps in {Path(heatmaps).expanduser().resolve()}" if heatmaps else '') + f"\n{DISCLAIMER}")
 
 # %% ../nbs/22_cli.ipynb #de1248b1

@@ -17,7 +17,8 @@ from .inference import load_covid_model, is_model_path
 from .outputs import check_outside, output_folder, write_csv
 
 # %% auto #0
-__all__ = ['CHUNK_BATCHES', 'load_models', 'split_models', 'heatmap_names', 'model_key', 'predict_images']
+__all__ = ['CHUNK_BATCHES', 'load_models', 'split_models', 'heatmap_names', 'model_key', 'predict_images', 'parse_shard',
+           'shard_file']
 
 # %% ../nbs/13a_predict.ipynb #230a4b51
 def load_models(paths:list, # Saved models (folders, `model.json`, `.onnx` files, ensemble folders)
@@ -99,10 +100,16 @@ def predict_images(models, # A saved model path, a list of them (averaged as an 
                    progress:bool=True, # Show a progress bar over the batches
                    stop=None, # Called after each chunk of batches (raise to abandon the run: the command line's Ctrl-C)
                    resume:bool=False, # Continue an interrupted run: keep the rows it wrote (same model, same inputs) and predict the rest
+                   shard:str|tuple|None=None, # `'i/n'`: predict only share `i` (0 to n-1) of the files, merged into `out` by the last share to finish; `None`: from `torchrun`/`accelerate launch` (`RANK`, `WORLD_SIZE`)
                   ) -> pd.DataFrame:
     "Predict every image of `images` with `models`; write the table to `out` and Grad-CAM overlays to `heatmaps`; the table (research use only)"
     paths = [models] if isinstance(models, (str, Path)) else models if isinstance(models, (list, tuple)) else None
     files = image_inputs(images)
+    i, n = parse_shard(shard)
+    if n > 1:
+        if out is None: raise ValueError("A share of the files (shard) needs out (--out): the shares are merged there")
+        if heatmaps is not None: raise ValueError("heatmaps (--heatmaps) are written by one process: leave shard out, or heatmaps")
+        _use_local_device()
     roots = [*images, *(paths or []), *{Path(f).parent for f in files}]
     outp = check_outside(out, [*images, *(paths or [])], 'CSV file') if out is not None else None
     hdir = check_outside(heatmaps, roots, 'heatmap folder') if heatmaps is not None else None
@@ -114,7 +121,12 @@ def predict_images(models, # A saved model path, a list of them (averaged as an 
     if threads and pred.backend in ('torch', 'ensemble'):
         import torch; torch.set_num_threads(threads)
     cols = ['file', 'predicted', 'probability', *pred.vocab] + (['error'] if skip_unreadable else [])
-    df = _stream_rows(pred, files, outp, cols, resume, lambda todo: _predict_parts(pred, todo, bs, skip_unreadable, progress, stop))
+    parts = lambda todo: _predict_parts(pred, todo, bs, skip_unreadable, progress, stop)
+    if n > 1:
+        mine = files[i::n]   # interleaved: each share gets the same mix of the folders
+        df = _stream_rows(pred, mine, shard_file(outp, i, n), cols, resume, parts, share=True)
+        return _merge_shards(outp, i, n, files, model_key(pred), df)
+    df = _stream_rows(pred, files, outp, cols, resume, parts)
     if not df.predicted.notna().any(): raise ValueError("None of the images can be read")
     if hdir is not None:
         from covid_fastai.cam import cam_figure
@@ -133,7 +145,7 @@ def predict_images(models, # A saved model path, a list of them (averaged as an 
         if outp is not None: write_csv(df, outp)   # the table again, with its heatmaps (whole)
     return df
 
-def _stream_rows(pred, files, outp, cols, resume, parts) -> pd.DataFrame:
+def _stream_rows(pred, files, outp, cols, resume, parts, share=False) -> pd.DataFrame:
     "Rows of `parts(files_to_do)` appended to `outp`'s partial file as each chunk finishes, `outp` replaced by it at the end (whole or not at all); an interrupted run keeps it for `resume`"
     import json, os
     if outp is None: return pd.concat([p.reindex(columns=cols) for p in parts(files)], ignore_index=True)
@@ -143,7 +155,7 @@ def _stream_rows(pred, files, outp, cols, resume, parts) -> pd.DataFrame:
         meta = json.loads(meta_fn.read_text()) if meta_fn.exists() else {}
         if meta.get('model') != key:
             raise ValueError(f"{rows_fn} holds the rows of another model or other settings (tta, label classes): run without resume to start again")
-        done = pd.read_csv(rows_fn, dtype={'file': str}, keep_default_na=False, na_values={c: [''] for c in cols if c != 'file'}, encoding_errors='surrogateescape')
+        done = pd.read_csv(rows_fn, dtype={'file': str}, keep_default_na=False, na_values={c: [''] for c in cols if c != 'file'}, encoding_errors='surrogateescape', float_precision='round_trip')
         if list(done.columns) != cols or list(done.file) != [str(f) for f in files[:len(done)]]:
             raise ValueError(f"{rows_fn} was written for other images or options (skip_unreadable): run without resume to start again")
     meta_fn.write_text(json.dumps(dict(model=key, files=len(files), out=outp.name)))
@@ -164,5 +176,65 @@ def _stream_rows(pred, files, outp, cols, resume, parts) -> pd.DataFrame:
         else: print(f"Stopped: {hint}", file=sys.stderr)   # (Ctrl-C: the command line says it was interrupted after this line)
         raise
     from covid_fastai.outputs import _UMASK
-    os.chmod(rows_fn, 0o666 & ~_UMASK); os.replace(rows_fn, outp); meta_fn.unlink(missing_ok=True)
+    os.chmod(rows_fn, 0o666 & ~_UMASK)
+    if share: _shard_meta(outp).write_text(json.dumps(dict(model=key, files=len(files))))   # (a share: which model wrote it)
+    os.replace(rows_fn, outp); meta_fn.unlink(missing_ok=True)
     return pd.concat(got, ignore_index=True)
+
+# %% ../nbs/13a_predict.ipynb #920db20d
+def parse_shard(shard:str|tuple|None=None, # `'i/n'` or `(i, n)`, `i` from 0 to `n-1`; `None`: `RANK`/`WORLD_SIZE` of `torchrun` or `accelerate launch`, else `(0, 1)`
+               ) -> tuple:
+    "`(i, n)`: which share of the files this process predicts, out of how many"
+    import os
+    if shard is None:
+        env = os.environ
+        if 'RANK' not in env or 'WORLD_SIZE' not in env: return 0, 1
+        shard, what = (env['RANK'], env['WORLD_SIZE']), 'RANK/WORLD_SIZE'
+    else: what = 'shard (--shard)'
+    try:
+        i, n = (int(x) for x in (shard.split('/') if isinstance(shard, str) else shard))
+        if not 0 <= i < n: raise ValueError
+    except (TypeError, ValueError): raise ValueError(f"{what} must be i/n with 0 <= i < n (e.g. 0/2 and 1/2), not {shard!r}") from None
+    return i, n
+
+def shard_file(outp:Path, i:int, n:int) -> Path:
+    "Where share `i` of `n` writes its rows before they are merged into `outp` (beside it, hidden)"
+    return outp.with_name(f'.{outp.name}.shard-{i}-of-{n}.csv')
+
+def _shard_meta(fn:Path) -> Path: return fn.with_name(fn.name + '.json')
+
+def _use_local_device():
+    "Under `torchrun`, each process on a GPU uses its own (`LOCAL_RANK`)"
+    import os
+    if 'LOCAL_RANK' not in os.environ: return
+    import torch
+    if torch.cuda.is_available(): torch.cuda.set_device(int(os.environ['LOCAL_RANK']) % torch.cuda.device_count())
+
+def _merge_shards(outp:Path, i:int, n:int, files:list, key:str, mine:pd.DataFrame) -> pd.DataFrame:
+    "When every share is written, the share that sees it first merges them into `outp` in input order; this share's table, or the merged one"
+    import json, os
+    fns = [shard_file(outp, k, n) for k in range(n)]
+    if not all(f.exists() and _shard_meta(f).exists() for f in fns):
+        print(f"Share {i}/{n} ({len(mine)} images) written to {fns[i].name}; the last share to finish writes {outp.name}", file=sys.stderr)
+        mine.attrs['share'] = str(fns[i])
+        return mine
+    lock = outp.with_name(f'.{outp.name}.merging')
+    try: os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:   # another share is merging
+        mine.attrs['share'] = str(fns[i]); return mine
+    try:
+        parts = []
+        for k, f in enumerate(fns):
+            meta = json.loads(_shard_meta(f).read_text())
+            p = pd.read_csv(f, dtype={'file': str}, keep_default_na=False, na_values={c: [''] for c in mine.columns if c != 'file'}, encoding_errors='surrogateescape', float_precision='round_trip')
+            if meta.get('model') != key or list(p.file) != [str(x) for x in files[k::n]]:
+                raise ValueError(f"{f} was written by another model or for other images: delete it and run share {k}/{n} again")
+            parts.append(p)
+        order = np.argsort(np.concatenate([np.arange(k, len(files), n) for k in range(n)]), kind='stable')
+        df = pd.concat(parts, ignore_index=True).iloc[order].reset_index(drop=True)
+        write_csv(df, outp)
+        for f in fns: f.unlink(); _shard_meta(f).unlink()
+    finally: lock.unlink(missing_ok=True)
+    print(f"{n} shares merged into {outp.name}", file=sys.stderr)
+    return df
+

@@ -278,3 +278,25 @@ def test_hub_names_offline(trained, split_folder, tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path/'hub.csv'), pd.read_csv(tmp_path/'local.csv'))
     one_line_error(cli('predict', 'hf://someone/missing', *imgs, '--out', tmp_path/'x.csv', ok=False, env=env), 'not in the Hub cache')
     one_line_error(cli('push', out, 'someone/covid', ok=False, env=env), 'cannot reach the Hugging Face Hub', 'check the network')
+
+def test_two_processes_write_one_csv(trained, split_folder, tmp_path):
+    "Two processes (as `torchrun --nproc_per_node 2` starts them: RANK/WORLD_SIZE) write the single-process CSV; so do `--shard` runs one after the other"
+    out, _ = trained
+    test = split_folder/'test'
+    cli('predict', out, test, '--out', tmp_path/'one.csv', '--bs', 2)
+    one = pd.read_csv(tmp_path/'one.csv')
+    cmd = ['covid-fastai', 'predict', str(out), str(test), '--out', str(tmp_path/'two.csv'), '--bs', '2']
+    env = lambda r: {**os.environ, 'RANK': str(r), 'LOCAL_RANK': str(r), 'WORLD_SIZE': '2', 'MASTER_ADDR': 'localhost', 'MASTER_PORT': '29533'}
+    procs = [subprocess.Popen(cmd, env=env(r), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    res = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e[-2000:] for _, e in res]
+    two = pd.read_csv(tmp_path/'two.csv')
+    assert list(two.file) == list(one.file) and (two.predicted == one.predicted).all()
+    assert np.abs(two.iloc[:, 2:].to_numpy() - one.iloc[:, 2:].to_numpy()).max() < 1e-5
+    assert 'shares merged into two.csv' in res[0][1] + res[1][1]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ['one.csv', 'two.csv']   # no share left behind
+    r = cli('predict', out, test, '--out', tmp_path/'three.csv', '--bs', 2, '--shard', '1/2')
+    assert not (tmp_path/'three.csv').exists() and 'the last share to finish writes three.csv' in r.stderr
+    cli('predict', out, test, '--out', tmp_path/'three.csv', '--bs', 2, '--shard', '0/2')
+    assert (tmp_path/'three.csv').read_bytes() == (tmp_path/'two.csv').read_bytes()
+    one_line_error(cli('predict', out, test, '--out', tmp_path/'x.csv', '--shard', '2/2', ok=False), '0 <= i < n')
