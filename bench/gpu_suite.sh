@@ -9,6 +9,7 @@
 #   cuda      the notebook cells flagged `cuda` (nbdev-test --flags cuda) of the notebooks that have them
 #   train     a short real training through `train_covid_learner` with fp16 + channels-last on the bundled NIH sample
 #   speed     bench/speed.py: library vs plain PyTorch loop vs model-step ceiling, real JPEGs (the sample, repeated), workers = cores
+#   predict   saved-model prediction on the GPU (`predict_images`, PyTorch, float16 vs float32): images/s at batch 64 and 256, peak memory, largest difference
 #   memory    peak GPU memory of a training step per backbone (batch 32, 224 px, fp16, channels-last)
 #   ddp       with 2+ GPUs: 2-process DDP training on NCCL (tests/test_distributed.py), else skipped with the reason
 #   pytest    the whole pytest suite on the GPU machine (browser tests skip there)
@@ -17,7 +18,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUTDIR="${1:-${OUT:-bench/results/gpu}}"
 mkdir -p "$OUTDIR"
-STEPS="${STEPS:-env cuda train speed memory ddp pytest}"
+STEPS="${STEPS:-env cuda train speed predict memory ddp pytest}"
 export PYTHONUNBUFFERED=1 COVID_FASTAI_CACHE="$(mktemp -d)"
 PY="${PYTHON:-python3}"
 if ! $PY -c 'import fastai, covid_fastai' 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then   # carried wheels (bench/gpu_wheels.py)
@@ -41,7 +42,7 @@ step() {   # step NAME COMMAND...: run, log, time, record
   [ $rc = 0 ] || tail -5 "$OUTDIR/$name.log" | sed 's/^/    /' >> "$SUMMARY"
 }
 
-# A corpus of real JPEGs that travels with the tree: the bundled NIH sample (80 images), repeated by hard links
+# A corpus of real JPEGs that travels with the tree: the bundled NIH sample (480 images), repeated by hard links
 DATA="$(mktemp -d)/xrays"
 $PY - "$DATA" "$SMALL" <<'PY'
 import sys, os, csv
@@ -49,7 +50,7 @@ from pathlib import Path
 from covid_fastai.datasets import sample_xrays
 src, out = sample_xrays(), Path(sys.argv[1])
 rows = list(csv.DictReader(open(src/'labels.csv')))
-reps = 2 if sys.argv[2] == '1' else 25   # 2,000 files (160 to check the script on a CPU)
+reps = 2 if sys.argv[2] == "1" else 25   # 12,000 files (960 to check the script on a CPU)
 with open(out.parent/'labels.csv', 'w', newline='') as f:
     w = csv.writer(f); w.writerow(['path', 'label', 'patient'])
     for k in range(reps):
@@ -93,6 +94,43 @@ speed_step() {
   if [ "$SMALL" = 1 ]; then $PY bench/speed.py --data "$(dirname "$DATA")" --archs mobilenet --batches 3 --skip 1 --rounds 1 --workers 2 --size 64 --out "$OUTDIR"
   else $PY bench/speed.py --data "$(dirname "$DATA")" --archs mobilenet,efficientnet_lite0,resnet18 --workers "$NCPU" --out "$OUTDIR"; fi
 }
+predict_step() {
+  $PY - "$DATA" "$OUTDIR" "$SMALL" <<'PY'
+import sys, json, time, tempfile, torch
+from pathlib import Path
+from dataclasses import replace
+from safetensors.torch import save_model
+from covid_fastai.models import create_covid_model, get_arch
+from covid_fastai.card import ModelCard
+from covid_fastai.outputs import file_sha256
+from covid_fastai.inference import load_covid_model, HALF_TOL
+from covid_fastai.predict import predict_images
+data, out, small = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == '1'
+files = sorted(str(f) for f in data.rglob('*.jpg'))
+mean, std = get_arch('efficientnet_lite0').stats
+m = create_covid_model('efficientnet_lite0', n_out=2, pretrained=True)   # ImageNet weights, new head: speed does not depend on what it learned
+tmp = Path(tempfile.mkdtemp()); save_model(m, str(tmp/'model.safetensors'))
+card = ModelCard(['No_findings', 'Pneumonia'], size=256, mean=list(mean), std=list(std), arch='efficientnet_lite0', preprocess='clahe', tta=False)
+(tmp/'model.json').write_text(replace(card, weights_sha256=file_sha256(tmp/'model.safetensors')).to_json())
+cuda = torch.cuda.is_available()
+rows, ref = [], None
+for half in (False, True):
+    pred = load_covid_model(tmp, backend='auto', half=half)
+    for bs in ((8,) if small else (64, 256)):
+        predict_images(pred, files[:2 * bs], out=None, bs=bs, progress=False)   # warm-up
+        if cuda: torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+        t = time.perf_counter(); df = predict_images(pred, files, out=None, bs=bs, progress=False); dt = time.perf_counter() - t
+        p = df[card.classes].to_numpy()
+        if ref is None: ref = p
+        rows.append(dict(half=half, bs=bs, device=str(next(pred.model.parameters()).device), backend=pred.backend, images=len(files),
+                         images_per_s=round(len(files) / dt, 1), peak_gpu_mb=round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None,
+                         max_diff_vs_fp32=float(abs(p - ref).max())))
+        print(rows[-1], flush=True)
+res = dict(gpu=torch.cuda.get_device_name() if cuda else 'cpu', half_tol=HALF_TOL, workers='default (one per core)', rows=rows)
+(out/'predict_gpu.json').write_text(json.dumps(res, indent=1))
+assert all(r['max_diff_vs_fp32'] <= HALF_TOL for r in rows), rows
+PY
+}
 memory_step() {
   $PY - "$OUTDIR" "$SMALL" <<'PY'
 import sys, json, torch, torch.nn as nn
@@ -129,6 +167,7 @@ step env env_step
 step cuda cuda_step
 step train train_step
 step speed speed_step
+step predict predict_step
 step memory memory_step
 step ddp ddp_step
 step pytest pytest_step

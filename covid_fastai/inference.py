@@ -19,9 +19,9 @@ from fastcore.meta import delegates
 from .core import cache_dir
 
 # %% auto #0
-__all__ = ['TTA_ZOOM', 'MODEL_FILES', 'BACKENDS', 'preprocess', 'tta_views', 'ModelFileError', 'default_workers', 'Predictor',
-           'learner_card', 'nonfinite_weights', 'save_covid_model', 'is_model_path', 'load_covid_model', 'onnx_parity',
-           'export_onnx', 'runtime_onnx', 'with_backend']
+__all__ = ['TTA_ZOOM', 'HALF_TOL', 'MODEL_FILES', 'BACKENDS', 'preprocess', 'tta_views', 'ModelFileError', 'default_workers',
+           'half_allowed', 'Predictor', 'learner_card', 'nonfinite_weights', 'save_covid_model', 'is_model_path',
+           'load_covid_model', 'onnx_parity', 'export_onnx', 'runtime_onnx', 'with_backend']
 
 # %% ../nbs/13_inference.ipynb #43474698
 from .core import DISCLAIMER   # (re-exported: `from covid_fastai.inference import DISCLAIMER` works as before)
@@ -103,15 +103,24 @@ def _prefetched(prep, imgs, starts, bs, n, ahead=2):
             for fs in todo:
                 for f in fs: f.cancel()   # (an error or an abandoned run: the images not started are not read)
 
-def _torch_run(model):
-    "Logits of a preprocessed batch through `model`, in inference mode and channels-last memory format (as training runs it: 1.2-1.9x faster on a CPU than the default format)"
+HALF_TOL = 5e-3  # Largest difference of a probability between float16 and float32 inference on a GPU that `bench/gpu_suite.sh` accepts
+
+def half_allowed(card:ModelCard) -> bool:
+    "Whether a model may run in float16 on a GPU: unless it was trained with `fp16=False` on purpose (its card's training config says so)"
+    return ((card.recipe or {}).get('config') or {}).get('fp16', None) is not False
+
+def _torch_run(model, half:bool=False):
+    "Logits of a preprocessed batch through `model`, in inference mode and channels-last memory format (as training runs it: 1.2-1.9x faster on a CPU than the default format); on CUDA the batch is pinned and copied without blocking, and with `half` the model runs in float16 autocast (probabilities within `HALF_TOL` of float32)"
     import torch
     model.to(memory_format=torch.channels_last)
     def run(x):
         model.eval()
         dev = next(model.parameters()).device
-        with torch.inference_mode():
-            return model(torch.from_numpy(x).to(dev).contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
+        cuda = dev.type == 'cuda'
+        t = torch.from_numpy(x)
+        if cuda: t = t.pin_memory()
+        with torch.inference_mode(), torch.autocast('cuda', dtype=torch.float16, enabled=cuda and half):
+            return model(t.to(dev, non_blocking=cuda).contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
     return run
 
 class Predictor:
@@ -308,7 +317,7 @@ def _read_meta(p:Path) -> dict:
     try: return ModelCard.from_dict(meta)
     except (TypeError, ValueError) as e: raise ModelFileError(f"{p}: {e}") from None
 
-def _load_safe(p:Path) -> Predictor:
+def _load_safe(p:Path, device=None, half=None) -> Predictor:
     card = _read_meta(p)
     wfn = _inside_file(p.parent/'model.safetensors', p.parent, 'weights file')
     if card.weights_sha256 is not None and _sha256(wfn) != card.weights_sha256:
@@ -324,7 +333,10 @@ def _load_safe(p:Path) -> Predictor:
                              f"(truncated, or saved from another model?): {msg}") from None
     bad = nonfinite_weights(model)
     if bad: raise ModelFileError(f"{wfn} holds NaN or infinite weights ({len(bad)} tensors, e.g. {bad[0]}): a diverged model, refused")
-    pred = Predictor(_torch_run(model.eval()), card, model=model, backend='torch')
+    import torch
+    dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    half = half_allowed(card) if half is None else half
+    pred = Predictor(_torch_run(model.eval().to(dev), half=half and dev.type == 'cuda'), card, model=model, backend='torch')
     pred.path = p.parent
     return pred
 
@@ -350,12 +362,14 @@ def load_covid_model(path:str|Path, # Safe model folder, its `model.json`/`model
                allow_pickle:bool=False, # Allow loading a fastai pickle (`learn.export()`), which can run code: only for files you trust
                threads:int|None=None, # onnxruntime: number of threads
                backend:str='torch', # How a safe model folder runs, one of `BACKENDS`: 'torch'; 'onnx' (its `runtime_onnx` file); 'auto': ONNX on a CPU when onnxruntime is installed
+               device:str|None=None, # PyTorch device of a safe model folder; `None`: the GPU when there is one, else the CPU
+               half:bool|None=None, # On a GPU, run in float16 autocast; `None`: unless the card says it was trained with fp16=False (`half_allowed`)
               ) -> Predictor:
     "Load a saved model as a `Predictor` (an ensemble folder as an `Ensemble`), without unpickling anything unless `allow_pickle`; `hf://owner/name[@revision]` from the Hugging Face Hub"
     lookup(backend, BACKENDS, 'backend')
     if isinstance(path, str) and path.startswith('hf://'):   # downloaded once into the Hub cache (`covid_fastai.hub`), then checked as any folder
         from covid_fastai.hub import hub_download
-        return load_covid_model(hub_download(path), allow_pickle=False, threads=threads, backend=backend)
+        return load_covid_model(hub_download(path), allow_pickle=False, threads=threads, backend=backend, device=device, half=half)
     p = Path(path).expanduser()
     if not p.exists(): raise ModelFileError(f"No model at {p}")
     if not (p.is_dir() or p.is_file()): raise ModelFileError(f"{p} is not a regular file or folder")
@@ -368,7 +382,7 @@ def load_covid_model(path:str|Path, # Safe model folder, its `model.json`/`model
         else: p = p/'model.onnx'   # (a folder holding none of `MODEL_FILES` was refused above)
     if p.suffix == '.safetensors': p = p.with_suffix('.json')
     if p.suffix == '.onnx': return _load_onnx(p, threads)
-    if p.suffix == '.json': return with_backend(_load_safe(p), backend, threads)
+    if p.suffix == '.json': return with_backend(_load_safe(p, 'cpu' if backend == 'onnx' else device, half), backend, threads)
     if _is_pickle(p):
         if not allow_pickle:
             raise ModelFileError(f"{p} is a pickle (fastai `learn.export()`): loading it can run any code it holds. "
@@ -388,7 +402,8 @@ def onnx_parity(pred:Predictor, # A PyTorch `Predictor`
     "The largest difference between the probabilities of `pred` and of its ONNX export on `n` random inputs"
     onx = load_covid_model(onnx_fn)
     x = np.random.default_rng(0).normal(size=(n, 3, pred.size, pred.size)).astype(np.float32)
-    return float(np.abs(probs_from_logits(onx.run(x), pred.multi_label, pred.temperature) - probs_from_logits(pred.run(x), pred.multi_label, pred.temperature)).max())
+    ref = pred.run if pred.model is None else _torch_run(pred.model, half=False)   # (float32, wherever the model is)
+    return float(np.abs(probs_from_logits(onx.run(x), pred.multi_label, pred.temperature) - probs_from_logits(ref(x), pred.multi_label, pred.temperature)).max())
 
 def export_onnx(src, # A `Predictor` with a PyTorch model, a `Learner`, or a saved model path
                 fn:str|Path, # ONNX file to write
