@@ -58,6 +58,7 @@ def covid_fastai_evaluate(
     n_boot:int=1000, # Bootstrap resamples of the confidence intervals
     seed:int=42, # Seed of the bootstrap and the image sample
     skip_unreadable:bool=False, # Leave unreadable test images out instead of stopping
+    by:str=None, # A column of the test CSV (site, source, scanner, sex...): the metrics of each of its values, and a warning where they differ
     **kwargs
 ):
     "Evaluate a saved model (or an ensemble of several) on labelled images: metrics with confidence intervals, plots and report.html (research use only)"
@@ -69,7 +70,7 @@ def covid_fastai_evaluate(
     from covid_fastai.report import evaluate
     outp = _outside(out, [*data_roots(test), *models], 'report folder')
     evaluate(load_models(models, kwargs.pop('allow_pickle', False), backend=kwargs.pop('backend', 'auto')), test, outp, label_map=parse_label_map(label_map), n_boot=n_boot, seed=seed,
-             cam=None if cam == 'none' or len(models) > 1 else cam, skip_unreadable=skip_unreadable, **kwargs)   # (it prints its summary)
+             cam=None if cam == 'none' or len(models) > 1 else cam, skip_unreadable=skip_unreadable, by=by, **kwargs)   # (it prints its summary)
 
 # %% ../nbs/22_cli.ipynb #42d6bfd0
 @call_parse

@@ -308,14 +308,16 @@ def table_layout(df:pd.DataFrame|str|Path, # A DataFrame, or a CSV file
                  label_fn:Callable|dict|None=None, # Maps raw labels to classes (a dict or a function; mapping to `None` drops the row)
                  label_delim:str|None=None, # Separator of multi-label labels; `None`: '|' or ';' when it only joins labels also seen alone; '' for single labels
                  check_files:bool=True, # Fail if any file is missing
+                 keep_cols:list|None=None, # Other columns kept (as text) in the layout's table, e.g. a subgroup for `evaluate(by=)`
                 ) -> Layout:
     "The labelled images listed in a table (CSV or DataFrame)"
     what = f"The table {show_path(df)}" if not isinstance(df, pd.DataFrame) else "The DataFrame"
     rows_of = partial(_rows, offset=0 if isinstance(df, pd.DataFrame) else 2)
-    df, path = _read_table(df, path, text_cols=(fn_col, label_col, patient_col, split_col))
+    keep_cols = list(keep_cols or [])
+    df, path = _read_table(df, path, text_cols=(fn_col, label_col, patient_col, split_col, *keep_cols))
     df = df.reset_index(drop=True)
     if patient_col is not None and patient_col not in df.columns and patient_col == 'patient': patient_col = None
-    _need_cols(df, [fn_col, label_col, patient_col, split_col, *(filters or {})], what)
+    _need_cols(df, [fn_col, label_col, patient_col, split_col, *(filters or {}), *keep_cols], what)
     keep = np.ones(len(df), bool)
     for col, v in (filters or {}).items(): keep &= df[col].isin(v if isinstance(v, (list, tuple, set)) else [v]).values
     df = df[keep]
@@ -331,7 +333,9 @@ def table_layout(df:pd.DataFrame|str|Path, # A DataFrame, or a CSV file
     splits = _read_splits(df[split_col], what, rows_of) if split_col else None
     if label_delim and label_delim != LABEL_DELIM:  # one separator inside the library, whatever the table used
         raw = raw.map(lambda l: LABEL_DELIM.join(x.strip() for x in l.split(label_delim)))
-    ldf = _dedup(_layout_df(fnames, raw.tolist(), pats, splits), what)
+    ldf = _layout_df(fnames, raw.tolist(), pats, splits)
+    for c in keep_cols: ldf[c] = [None if not isinstance(v, str) and pd.isna(v) else str(v) for v in df[c]]
+    ldf = _dedup(ldf, what)
     lay = Layout(path, ldf, multi_label=bool(label_delim),
                  grouping=f"column {patient_col!r}" if patient_col else None, split_method='column' if split_col else None)
     if label_fn is not None: lay = map_labels(lay, label_fn)

@@ -22,17 +22,22 @@ from .core import nll, decode_probs, label_mapper
 
 # %% auto #0
 __all__ = ['XRAY_DATASETS', 'SAME_IMAGES', 'CI_METRICS', 'CLASS_METRICS', 'test_layout', 'test_labels', 'map_probs',
-           'guess_datasets', 'pretraining_overlap', 'as_predictor', 'Evaluation', 'metric_ci', 'compare_protocols']
+           'guess_datasets', 'pretraining_overlap', 'as_predictor', 'Evaluation', 'group_warnings', 'metric_ci',
+           'compare_protocols']
 
 # %% ../nbs/16_evaluation.ipynb #801d0965
 def test_layout(test, # Folder, CSV file, DataFrame or `Layout` of labelled test images
                 path:str|Path|None=None, # Table: folder the file paths are relative to (the CSV's folder by default)
                 check_files:bool=True, # Table: fail when a listed file is missing (`False`: leave it to the image check)
+                by:str|None=None, # A column of subgroups to keep (see `Evaluation.by_group`): the test set must be a table that has it
                 **kwargs # Table: other arguments of `table_layout` (`fn_col`, `label_col`, `label_delim`, ...)
                ):
     "The labelled images of `test` as a `Layout` (only its `test` split if it has one)"
     from covid_fastai.data import read_layout, is_table
+    if by is not None and is_table(test): kwargs['keep_cols'] = [*kwargs.get('keep_cols', []), by]
     lay = read_layout(test, path=path, check_files=check_files, **kwargs) if is_table(test) else read_layout(test)
+    if by is not None and by not in lay.df.columns:
+        raise ValueError(f"by={by!r}: the test set has no such column; give a test table (CSV) with a {by!r} column")
     if lay.is_split and (lay.df.split == 'test').any(): lay = lay.new(lay.df[lay.df.split == 'test'])
     if not len(lay.df): raise ValueError(f"No labelled test images in {test}")
     return lay
@@ -42,12 +47,14 @@ def test_labels(lay, # `Layout` of labelled test images (see `test_layout`)
                 card:ModelCard, # Card of the model they test
                 label_map:dict|callable|None=None, # Test label -> model class (`None` drops the image); see `map_labels`
                ) -> pd.DataFrame:
-    "`fname` (str) and `label` of each test image, mapped through `label_map` and written with the card's label separator"
+    "`fname` (str) and `label` of each test image, mapped through `label_map` and written with the card's label separator, and any column kept by `keep_cols`"
     from covid_fastai.data import map_labels
     if label_map is not None: lay = map_labels(lay, label_map)
     labels = lay.labels_of()
     if card.multi_label: labels = [l if isinstance(l, str) else card.label_delim.join(l) for l in labels]
-    return pd.DataFrame(dict(fname=lay.df.fname.astype(str).values, label=labels))
+    out = pd.DataFrame(dict(fname=lay.df.fname.astype(str).values, label=labels))
+    for c in lay.df.columns.difference(['fname', 'label', 'patient', 'split', 'phash'], sort=False): out[c] = lay.df[c].values
+    return out
 
 
 # %% ../nbs/16_evaluation.ipynb #c9c03163
@@ -130,12 +137,16 @@ class Evaluation:
                  source:str|None=None, # Where the model came from (a file, 'Learner')
                  unreadable:list|None=None, # Test images left out because they cannot be read
                  label_map:dict|None=None, # The label map used
+                 groups:list|None=None, # The subgroup of each image (site, source, scanner, sex...), for `by_group`
+                 by:str|None=None, # What `groups` are: the name of their column
                 ):
         self.card = card or ModelCard(list(classes))
         self.probs, self.classes, self.labels = np.asarray(probs, np.float32), list(classes), list(labels)
         self.items = [str(i) for i in items] if items is not None else [f'image_{i}' for i in range(len(self.labels))]
         self.model_probs = self.probs if model_probs is None else np.asarray(model_probs, np.float32)
         self.source, self.unreadable, self.label_map = source, list(unreadable or []), label_map
+        self.groups, self.by = (None if groups is None else [None if g is None or g != g else str(g) for g in groups]), by
+        if self.groups is not None and len(self.groups) != len(self.labels): raise ValueError(f"{len(self.groups)} groups for {len(self.labels)} labels")
         self.multi_label, self.thresh, self.delim = bool(self.card.multi_label), float(self.card.thresh), self.card.label_delim
         if self.multi_label:
             labs = [set(str(l).split(self.delim)) - {''} for l in self.labels]
@@ -206,12 +217,13 @@ def from_model(cls:Evaluation, model, # A `Learner`, `Predictor`, `Ensemble`, or
                bs:int=32, # Batch size of inference
                progress:bool=True, # Show progress
                tta:bool|None=None, # Test-time augmentation (flips and a 10% zoom, averaged); `None`: as the model card says
+               by:str|None=None, # A column of the test table (site, source, scanner, sex, age band, view...): metrics per value in `by_group`
                **kwargs # Arguments of `test_layout` for a table (`path`, `fn_col`, `label_col`, ...)
               ) -> Evaluation:
     "Predict once with `model` on the labelled images of `test`"
     from covid_fastai.images import inspect_images, skip_or_stop
     pred = as_predictor(model, tta)
-    lay = test_layout(test, check_files=not skip_unreadable, **kwargs)  # missing files are skipped like unreadable ones
+    lay = test_layout(test, check_files=not skip_unreadable, by=by, **kwargs)  # missing files are skipped like unreadable ones
     overlap = pretraining_overlap(pred.card, lay.df.fname.astype(str).tolist(), [test if isinstance(test, (str, Path)) else None, lay.path, (lay.source or {}).get('name')])
     for w in overlap: warn(w)
     info = inspect_images(lay.df.fname.astype(str).tolist(), progress=progress)
@@ -224,7 +236,7 @@ def from_model(cls:Evaluation, model, # A `Learner`, `Predictor`, `Ensemble`, or
     probs, classes = map_probs(probs_model, list(card.classes), label_map, card.multi_label)
     src = str(pred.path) if getattr(pred, 'path', None) is not None else type(model).__name__
     lm = {str(k): v for k, v in label_map.items()} if isinstance(label_map, dict) else (None if label_map is None else repr(label_map))
-    ev = cls(probs, df.label.tolist(), classes, df.fname.tolist(), card, probs_model, src, bad, lm)
+    ev = cls(probs, df.label.tolist(), classes, df.fname.tolist(), card, probs_model, src, bad, lm, df[by].tolist() if by else None, by)
     ev.test_path, ev.predictor, ev.pretraining_overlap = str(lay.path), pred, overlap
     return ev
 
@@ -310,6 +322,46 @@ def chance(self:Evaluation, n_boot:int=1000, # Bootstrap resamples of the AUC in
                     + f" ({pct} interval {'above' if r['beats_majority'] else 'not above'} it).")
     r['text'] = r['verdict'] + ''.join(f" Warning: {w}." for w in r['warnings'])
     return r
+
+# %% ../nbs/16_evaluation.ipynb #1842dd71
+@patch
+def by_group(self:Evaluation, level:float=0.95, # Confidence level of the accuracy intervals (Wilson)
+             min_n:int=30, # Groups with fewer images are marked `small`: their interval is too wide to compare
+            ) -> pd.DataFrame:
+    "One row per subgroup (`groups`): images, accuracy with its interval, balanced accuracy, macro F1, macro AUC, each class's recall, and `small`"
+    if self.groups is None: raise ValueError("No subgroups: evaluate with by=COLUMN (--by COLUMN) on a test table that has that column")
+    g = pd.Series([('(missing)' if v is None else v) for v in self.groups])
+    P = predictions_matrix(self.probs, self.multi_label, self.thresh)
+    correct = (self.targets == P).all(1)
+    rows = []
+    for v in sorted(g.unique()):
+        idx = np.flatnonzero((g == v).values)
+        sub = Evaluation(self.probs[idx], [self.labels[i] for i in idx], self.classes, [self.items[i] for i in idx], self.card)
+        m = sub.metrics(n_boot=0)
+        lo, hi = proportion_ci(int(correct[idx].sum()), len(idx), level)
+        row = {self.by or 'group': v, 'n': len(idx), 'accuracy': float(correct[idx].mean()), 'accuracy_low': lo, 'accuracy_high': hi,
+               'balanced_accuracy': m['balanced_accuracy'], 'macro_f1': m['macro_f1'], 'macro_auc': m['macro_auc']}
+        for c in self.classes:
+            d = m['per_class'].get(c) or {}
+            row[f'recall {c}'] = d.get('recall') if d.get('support') else None
+        rows.append({**row, 'small': len(idx) < min_n})
+    return pd.DataFrame(rows)
+
+def group_warnings(groups:pd.DataFrame, # From `Evaluation.by_group`
+                  ) -> list:
+    "In words: the groups too small for their interval to mean much, and the pairs whose accuracy intervals do not overlap"
+    by = groups.columns[0]
+    out = [f"{by} {r[by]!r}: only {r['n']} test images; its accuracy interval [{r['accuracy_low']:.2f}, {r['accuracy_high']:.2f}] is too wide to compare it with the others"
+           for _, r in groups.iterrows() if r['small']]
+    big = groups[~groups.small].sort_values('accuracy')
+    if len(big) > 1:
+        lo, hi = big.iloc[0], big.iloc[-1]
+        if lo['accuracy_high'] < hi['accuracy_low']:
+            out.append(f"The accuracy differs by {by}: {lo[by]!r} {lo['accuracy']:.3f} [{lo['accuracy_low']:.3f}, {lo['accuracy_high']:.3f}] against "
+                       f"{hi[by]!r} {hi['accuracy']:.3f} [{hi['accuracy_low']:.3f}, {hi['accuracy_high']:.3f}]: a model whose accuracy depends on the {by} "
+                       f"may have learned the {by} instead of the disease")
+    return out
+
 
 # %% ../nbs/16_evaluation.ipynb #2db0b1c1
 CI_METRICS = ('accuracy', 'balanced_accuracy', 'macro_f1', 'macro_precision', 'macro_recall', 'macro_auc')

@@ -14,7 +14,7 @@ from .core import DISCLAIMER
 
 # %% auto #0
 __all__ = ['save_fig', 'plot_confusion', 'plot_roc', 'plot_learning_curves', 'plot_reliability', 'plot_image_grid',
-           'plot_most_confused']
+           'plot_most_confused', 'plot_by_group']
 
 # %% ../nbs/19_plots.ipynb #c72df277
 def save_fig(fig, # A matplotlib figure
@@ -145,3 +145,21 @@ def plot_most_confused(pairs:pd.DataFrame, # Columns `actual`, `predicted`, `cou
     ax.set_xlabel('Images'); ax.set_title('Most confused (actual -> predicted)')
     fig.tight_layout()
     return fig
+
+# %% ../nbs/19_plots.ipynb #489d2700
+def plot_by_group(groups:pd.DataFrame, # From `Evaluation.by_group`: the group column first, then `n`, `accuracy`, `accuracy_low`, `accuracy_high`, `small`
+                  chance:float|None=None, # The majority-class accuracy of the whole test set, drawn as a line
+                 ):
+    "The accuracy of each subgroup with its interval (grey: too few images to compare)"
+    by = groups.columns[0]
+    fig, ax = plt.subplots(figsize=(6, 0.5 * max(len(groups), 1) + 1.2))
+    y = np.arange(len(groups))[::-1]
+    err = np.stack([groups.accuracy - groups.accuracy_low, groups.accuracy_high - groups.accuracy])
+    for yi, (_, r), e in zip(y, groups.iterrows(), err.T):
+        ax.errorbar(r.accuracy, yi, xerr=e[:, None], fmt='o', capsize=4, color='grey' if r.small else 'tab:blue')
+    ax.set_yticks(y, [f"{g} (n={n})" for g, n in zip(groups[by], groups.n)])
+    if chance is not None: ax.axvline(chance, ls='--', color='tab:red', lw=1, label=f'majority class {chance:.2f}'); ax.legend(loc='lower left', fontsize=8)
+    ax.set_xlim(0, 1.02); ax.set_xlabel('Accuracy (95% interval)'); ax.set_title(f'Accuracy by {by}')
+    fig.tight_layout()
+    return fig
+

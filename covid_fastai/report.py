@@ -14,13 +14,13 @@ import pandas as pd
 from .imread import load_xray, ImageReadError, show_path
 from .inference import Predictor, DISCLAIMER
 from .calibration import calibrate_learner
-from .evaluation import Evaluation, test_layout, as_predictor
+from .evaluation import Evaluation, test_layout, as_predictor, group_warnings
 from .plots import *
 from .cam import cam_overlay
 from .outputs import output_folder, write_csv, write_text, check_outside
 
 # %% auto #0
-__all__ = ['evaluate', 'metrics_summary', 'write_report', 'demo_result', 'report_html']
+__all__ = ['evaluate', 'metrics_summary', 'write_report', 'claim_checklist', 'demo_result', 'report_html']
 
 # %% ../nbs/20_report.ipynb #36ee1158
 def _as_predictor(model, calibrate):
@@ -72,15 +72,16 @@ def evaluate(model, # A trained `Learner`, a `Predictor`, an `Ensemble`, or a sa
              progress:bool=True, # Show progress
              tta:bool|None=None, # Test-time augmentation (flips and a 10% zoom, averaged); `None`: as the model card says
              quiet:bool=False, # Print nothing (else `metrics_summary`: the metrics, the chance verdict and the report's page)
+             by:str|None=None, # A column of the test table (site, source, scanner, sex, age band, view...): the metrics of each of its values (`Evaluation.by_group`)
              **kwargs # Arguments of `test_layout` for a table (`path`, `fn_col`, `label_col`, ...)
             ) -> dict:
     "Evaluate `model` on `test` and write metrics, predictions, plots and a self-contained HTML report to `out`; the metrics"
     pred, learn, calib = _as_predictor(model, calibrate)
     if tta is not None: pred = as_predictor(pred, tta)
-    lay = test_layout(test, check_files=not skip_unreadable, **kwargs)   # missing files are skipped like unreadable ones
+    lay = test_layout(test, check_files=not skip_unreadable, by=by, **kwargs)   # missing files are skipped like unreadable ones
     from covid_fastai.data import data_roots
     out = check_outside(out, data_roots(lay), 'report folder')   # the data is never written to
-    ev = Evaluation.from_model(pred, lay, label_map=label_map, skip_unreadable=skip_unreadable, bs=bs, progress=progress)
+    ev = Evaluation.from_model(pred, lay, label_map=label_map, skip_unreadable=skip_unreadable, bs=bs, progress=progress, by=by)
     with output_folder(out, 'report.html') as tmp:   # the report appears whole, or the previous one stays
         write_report(ev, tmp, n_boot=n_boot, seed=seed, cam=cam, n_top=n_top, n_sample=n_sample, n_cam=n_cam, title=title,
                      history=_history(pred, learn), calibration=calib, test_source=str(test) if not isinstance(test, pd.DataFrame) else 'DataFrame')
@@ -137,9 +138,17 @@ def write_report(ev:Evaluation, # The evaluation to report
     m['test'] = dict(source=test_source, path=getattr(ev, 'test_path', None), n=ev.n, unreadable=ev.unreadable, label_map=ev.label_map,
                      pretraining_overlap=list(getattr(ev, 'pretraining_overlap', None) or []))
     if calibration: m['calibration'] = calibration
+    if ev.groups is not None:   # results by subgroup: a model whose accuracy differs by site has learned the site
+        bg = ev.by_group()
+        m['by_group'] = dict(column=ev.by, groups=json.loads(bg.to_json(orient='records')), warnings=group_warnings(bg))
+        for w in m['by_group']['warnings']: warn(w)
     m['disclaimer'], m['date'], m['covid_fastai'] = DISCLAIMER, datetime.datetime.now().isoformat(timespec='seconds'), covid_fastai.__version__
     write_csv(preds, out/'predictions.csv')
     figs = {}
+    if ev.groups is not None:
+        write_csv(bg, out/'by_group.csv')
+        save_fig(plot_by_group(bg, m['chance']['majority_accuracy']), out/'by_group.png')
+        figs['by_group.png'] = f"Accuracy by {ev.by}, each with its 95% interval (grey: fewer than 30 images; dashed: the majority-class accuracy of the whole test set)."
     def _save(name, fig, caption): save_fig(fig, out/name); figs[name] = caption
     _save('confusion_matrix.png', plot_confusion(m['confusion_matrix'], classes), 'Confusion matrix: counts, and normalized by row (the diagonal is each class\'s recall).')
     curves = ev.roc_curves()
@@ -184,9 +193,39 @@ def write_report(ev:Evaluation, # The evaluation to report
                   f'{cam} heatmaps on correct predictions of each class (one row per class). Hot spots on text, borders or devices mean the model uses the source, not the lungs.',
                   ncols=n_cam if not multi else 4)
     m['figures'] = list(figs)
+    m['checklist'] = claim_checklist(m, ev.card)
     write_text(out/'metrics.json', json.dumps(m, indent=2, default=float))
     write_text(out/'report.html', report_html(m, out, figs, preds, mc, title))
     return out
+
+# %% ../nbs/20_report.ipynb #8c5b189c
+def claim_checklist(m:dict, # An evaluation's metrics (as `write_report` builds them, before `checklist`)
+                    card, # The model's `ModelCard`
+                   ) -> list:
+    "Which CLAIM items (the Checklist for Artificial Intelligence in Medical Imaging) this report covers, from what it knows, and which it cannot know: `[{item, status, detail}]`"
+    sp, data, r, prov = card.split or {}, card.data or {}, card.recipe or {}, m.get('provenance') or {}
+    test = m.get('test') or {}
+    tname = Path(str(test.get('path'))).name if test.get('path') else None
+    parts = set(Path(str(test.get('path'))).parts) if test.get('path') else set()
+    internal = None if not (data.get('name') and tname) else data['name'].rstrip('/') in parts   # the test images are under the training data's folder
+    win = card.window or "the file's own"
+    figs = set(m.get('figures') or [])
+    def row(item, ok, detail): return dict(item=item, status='reported' if ok else 'not reported', detail=detail)
+    out = [row('Data sources', data.get('name') or test.get('source'), f"training: {data.get('name') or 'not recorded'}; test: {test.get('source') or test.get('path') or 'given'}"),
+           row('Partition: method and level', sp.get('method'), f"{sp.get('method') or 'not recorded'}, grouped by {sp.get('grouping') or 'image (no patient ids)'}"),
+           row('Preprocessing', card.size, f"{card.size} px, preprocessing {card.preprocess or 'none'}, window {win}, normalization of the backbone"),
+           row('Model and initialisation', card.arch, f"{card.arch}, weights {card.weights or 'not recorded'} (pretrained on {', '.join(card.pretrained_on) if card.pretrained_on else 'nothing: random'})"),
+           row('Training details', r.get('name') or r.get('epochs'), ', '.join(f"{k} {r[k]}" for k in ('name', 'epochs', 'lr', 'opt', 'schedule') if r.get(k) is not None) or 'not recorded'),
+           row('Metrics with confidence intervals', m.get('ci'), f"{m.get('ci', {}).get('method', '')}".strip() or 'none'),
+           row('Calibration', m.get('ece') is not None, f"ECE {m.get('ece', float('nan')):.3f}, temperature {card.temperature:g}"),
+           row('External testing', internal is not None, 'unknown' if internal is None else f"internal: the test images are in {data['name']}, the training data" if internal
+               else f"test set {tname} is not the training data {data['name']}: external if it comes from other sites"),
+           row('Failure analysis', figs & {'top_losses.png', 'most_confused.png', 'gradcam_top_losses.png'}, ', '.join(sorted(figs & {'top_losses.png', 'most_confused.png', 'gradcam_top_losses.png'})) or 'none'),
+           row('Results by subgroup', m.get('by_group'), f"by {m['by_group']['column']}" if m.get('by_group') else 'not asked (evaluate by=COLUMN)')]
+    out += [dict(item=i, status='cannot be known here', detail='state it in the paper') for i in
+            ('Prospective or retrospective data', 'Reference standard (how the labels were made)', 'Annotators and their expertise')]
+    return out
+
 
 # %% ../nbs/20_report.ipynb #f9f1a851
 def demo_result(m:dict, # The report's `metrics.json` (with its `chance` section, `Evaluation.chance`)
@@ -264,6 +303,13 @@ def report_html(m:dict, # Metrics from `evaluate`
         c = m['calibration']
         parts.append(f'<p>Temperature scaling fitted on {c["n"]} validation images: T = {c["temperature"]:.3f}; '
                      f'validation ECE {c["ece_before"]:.3f} &rarr; {c["ece_after"]:.3f}, NLL {c["nll_before"]:.3f} &rarr; {c["nll_after"]:.3f}.</p>')
+    if (bg := m.get('by_group')):
+        cols = [c for c in bg['groups'][0] if c != 'small'] if bg['groups'] else []
+        parts += [f'<h2>By {html.escape(str(bg["column"]))}</h2>', _table([[_fmt(r[c]) for c in cols] for r in bg['groups']], cols),
+                  *[f'<p class="warn">{html.escape(w)}</p>' for w in bg['warnings']]]
+    if m.get('checklist'):
+        parts += ['<h2>Checklist (CLAIM)</h2><p class="small">Which items of the Checklist for Artificial Intelligence in Medical Imaging this report covers, and which only its authors can state.</p>',
+                  _table([(c['item'], c['status'], c['detail']) for c in m['checklist']], ['Item', 'Status', 'Here'])]
     if most_confused is not None and len(most_confused):
         parts += ['<h2>Most confused</h2>', _table(most_confused.head(10).itertuples(index=False), ['Actual', 'Predicted', 'Images'])]
     if preds is not None and len(preds):

@@ -200,3 +200,38 @@ def test_report_shows_every_interval(three_class, tmp_path):
         for k in ('precision', 'recall', 'specificity', 'f1', 'auc'):
             lo, hi = m['ci'][k][c]
             if lo is not None: assert f"[{lo:.3f}, {hi:.3f}]" in page, (c, k)
+
+def test_results_by_subgroup(three_class, tmp_path):
+    "Two sources of known difference: the model is right on every image of source A and wrong on every image of source B"
+    import shutil, subprocess
+    learn, test = three_class
+    save_covid_model(learn, tmp_path/'model')
+    pred = load_covid_model(tmp_path/'model')
+    imgs = sorted(Path(test).rglob('*.png'))
+    said = pred.predict(imgs, names=[str(f) for f in imgs]).predicted.tolist()
+    rows = []
+    for src, k in [('A', 0), ('A', 1), ('B', 0), ('B', 1)]:   # 36 images per source: enough for its interval to compare
+        d = tmp_path/'table'/f'{src}{k}'; d.mkdir(parents=True)
+        for f, p in zip(imgs, said):
+            shutil.copy(f, d/f.name)
+            wrong = next(c for c in pred.vocab if c != p)
+            rows.append(dict(path=f'{src}{k}/{f.name}', label=p if src == 'A' else wrong, source=src))
+    pd.DataFrame(rows).to_csv(tmp_path/'table'/'test.csv', index=False)
+    with pytest.warns(UserWarning, match='differs by source'):
+        m = evaluate(tmp_path/'model', tmp_path/'table'/'test.csv', tmp_path/'r', by='source', n_boot=20, cam=None, progress=False, quiet=True)
+    g = pd.read_csv(tmp_path/'r'/'by_group.csv')
+    assert list(g.source) == ['A', 'B'] and list(g.n) == [36, 36] and list(g.accuracy) == [1.0, 0.0]
+    assert m['by_group']['column'] == 'source' and len(m['by_group']['warnings']) == 1
+    assert (tmp_path/'r'/'by_group.png').exists() and 'By source' in (tmp_path/'r'/'report.html').read_text()
+    # the command line: --by, and a column that is not there
+    r = subprocess.run(['covid-fastai', 'evaluate', str(tmp_path/'model'), str(tmp_path/'table'/'test.csv'), '--by', 'source',
+                        '--out', str(tmp_path/'r2'), '--cam', 'none', '--n-boot', '20'], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and 'differs by source' in r.stderr, r.stderr[-2000:]
+    assert pd.read_csv(tmp_path/'r2'/'by_group.csv').accuracy.tolist() == [1.0, 0.0]
+    r = subprocess.run(['covid-fastai', 'evaluate', str(tmp_path/'model'), str(tmp_path/'table'/'test.csv'), '--by', 'site',
+                        '--out', str(tmp_path/'r3'), '--cam', 'none'], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1 and "no column 'site'" in r.stderr and not (tmp_path/'r3').exists(), r.stderr
+    with pytest.raises(ValueError, match='give a test table'): evaluate(tmp_path/'model', test, tmp_path/'r4', by='source', progress=False)
+    ck = {c['item']: c['status'] for c in m['checklist']}
+    assert ck['Results by subgroup'] == 'reported' and ck['Metrics with confidence intervals'] == 'reported'
+    assert sum(s == 'cannot be known here' for s in ck.values()) == 3 and 'Checklist (CLAIM)' in (tmp_path/'r'/'report.html').read_text()
