@@ -16,6 +16,7 @@ from .recipes import *
 from .config import *
 from .distributed import *
 from .train import *
+from .tracking import *
 from .inference import *
 from .predict import *
 from .hub import *

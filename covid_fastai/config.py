@@ -87,6 +87,7 @@ _AutoBool = Annotated[bool|None, _arg(parse_auto_bool, 'true|false|auto')]
 _Flag = Annotated[bool, {'type': str2bool, 'action': 'store', 'metavar': 'true|false'}]
 _Window = Annotated[str|tuple|None, _arg(parse_window, 'NAME|WIDTH,LEVEL')]
 _OptName = Annotated[str|None, _arg(parse_optional, 'NAME|none')]
+_Names = Annotated[list|None, _arg(lambda s: [x.strip() for x in str(s).split(',') if x.strip()] or None, 'NAME[,NAME...]')]
 
 OPTION_GROUPS = {'label_map': 'data: reading, relabelling, checking, caching, splitting', 'size': 'images and batches', 'arch': 'model',
                  'recipe': 'training', 'fp16': 'speed and outputs'}   # The first option of each group of `TrainConfig` (`--help` shows them so)
@@ -137,6 +138,8 @@ class TrainConfig:
     bf16:_AutoBool=None # bfloat16 mixed precision; `None` (auto): on a CPU with AMX units, for a backbone that gains from it
     channels_last:_AutoBool=None # Channels-last memory format; `None` (auto): on
     history:str|None=None # CSV file to append every epoch to
+    log:_Names=None # Experiment trackers, names in `TRACKERS`: 'tensorboard', 'wandb', 'mlflow', 'csv', several comma-separated (`pip install "covid-fastai[track]"`)
+    log_dir:str='runs' # Folder of the trackers' files (TensorBoard events, W&B offline runs, MLflow's file store, CSV logs); not inside the data
     model_dir:str='models' # Where fastai saves intermediate models (relative to the current folder)
     quiet:_Flag=False # No run summary (data, split, model, device, recipe) before training
 
@@ -149,6 +152,7 @@ class TrainConfig:
         self.preprocess = parse_optional(self.preprocess)
         if self.preprocess is not None: lookup(self.preprocess, PREPROCESS, 'preprocessing')
         self.fp16, self.bf16, self.channels_last = map(parse_auto_bool, (self.fp16, self.bf16, self.channels_last))
+        if isinstance(self.log, str): self.log = [x.strip() for x in self.log.split(',') if x.strip()] or None
         from covid_fastai.models import ARCHS                     # the registries, imported when a configuration is made
         from covid_fastai.learner import LOSSES, OPTIMIZERS, SCHEDULES, mixup_alpha
         from covid_fastai.recipes import RECIPES
@@ -158,6 +162,8 @@ class TrainConfig:
         lookup(self.recipe, RECIPES, 'recipe'); lookup(self.opt, OPTIMIZERS, 'optimizer')
         lookup(self.schedule, SCHEDULES, 'schedule'); lookup(self.split, SPLIT_METHODS, 'split method'); lookup(self.aug, AUG_PRESETS, 'augmentation preset')
         if self.loss is not None: lookup(self.loss, LOSSES, 'loss')
+        from covid_fastai.tracking import TRACKERS
+        for n in self.log or []: lookup(n, TRACKERS, 'experiment tracker')
         self.mixup = mixup_alpha(self.mixup)
         check_ranges(self)
 

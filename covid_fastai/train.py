@@ -21,6 +21,7 @@ from .models import *
 from .learner import *
 from .recipes import *
 from .distributed import *
+from .tracking import tracking_callbacks, finish_tracking
 from .outputs import check_outside
 from .registry import lookup
 import json, shutil, warnings
@@ -36,7 +37,8 @@ def prepare_layout(src, # Data folder (one sub-folder per class, or train/, vali
     lay = read_layout(src, patient_re=cfg.patient_re, check_files=not cfg.skip_unreadable, **tkw)  # a missing file is skipped like an unreadable one
     if lay.source is None: lay = lay.new(lay.df, source=data_source(src, lay))   # recorded before any cache replaces the paths
     roots = data_roots(lay)   # every folder the images live in: no output of the run goes into one
-    for what, p in (('cache folder', cfg.cache), ('history file', cfg.history), ('checkpoint folder (model_dir)', cfg.model_dir if cfg.save_best else None)):
+    for what, p in (('cache folder', cfg.cache), ('history file', cfg.history), ('checkpoint folder (model_dir)', cfg.model_dir if cfg.save_best else None),
+                    ('log folder (log_dir)', cfg.log_dir if cfg.log else None)):
         if p is not None: check_outside(p, roots, what)
     if cfg.label_map is not None: lay = map_labels(lay, cfg.label_map)
     if cfg.cache is not None: lay = cached_layout(lay, cfg.cache, cfg.cache_size, skip_unreadable=cfg.skip_unreadable, window=cfg.window)
@@ -91,6 +93,7 @@ def run_summary(learn:Learner, # The Learner about to be trained (its `dls.layou
 def train_covid_learner(path, # Data folder (one sub-folder per class, or train/, valid/ and optional test/), a CSV file, or a `Layout`
                         cfg:TrainConfig|None=None, # A whole configuration (the keyword arguments change it)
                         cbs:list|None=None, # Extra callbacks for training
+                        end_runs:bool=True, # End the experiment trackers' runs (`TrainConfig.log`) when training ends; `False`: keep them open in `learn.tracking` (for `finish_tracking`)
                         **kwargs
                        ) -> Learner:
     "Train a transfer-learning classifier on the images under `path` and return the `Learner` (on several processes under `accelerate launch`/`torchrun`)"
@@ -100,7 +103,9 @@ def train_covid_learner(path, # Data folder (one sub-folder per class, or train/
     main = is_main()
     with warnings.catch_warnings():
         if not main: warnings.simplefilter('ignore')   # the first process speaks for all
-        return _train(path, cfg, spec, main, cbs)
+        learn = _train(path, cfg, spec, main, cbs)
+    if end_runs: finish_tracking(learn.tracking)
+    return learn
 
 def _train(path, cfg, spec, main, cbs):
     set_seed(cfg.seed, reproducible=True)
@@ -122,8 +127,12 @@ def _train(path, cfg, spec, main, cbs):
     learn.card.tta = bool(cfg.tta)   # how saved models predict (the Learner's own metrics are without it)
     if is_distributed(): learn.card.recipe['processes'] = num_distrib()
     if not cfg.quiet and main: print(run_summary(learn, cfg, recipe, epochs))
-    with distributed_fit(learn):   # DistributedDataParallel when launched on several processes; after it each goes on alone
-        fit_recipe(learn, recipe, epochs=epochs, lr=cfg.lr, freeze_epochs=cfg.freeze_epochs, schedule=cfg.schedule, cbs=cbs)
+    trk = tracking_callbacks(cfg.log, cfg.to_dict(), cfg.log_dir, main)   # (the first process only)
+    try:
+        with distributed_fit(learn):   # DistributedDataParallel when launched on several processes; after it each goes on alone
+            fit_recipe(learn, recipe, epochs=epochs, lr=cfg.lr, freeze_epochs=cfg.freeze_epochs, schedule=cfg.schedule, cbs=[*(cbs or []), *trk])
+    except BaseException: finish_tracking(trk); raise
+    learn.tracking = trk
     # the best epoch is loaded: fastai's tracker would otherwise run (and save a checkpoint) at every later `validate`
     if hasattr(learn, 'save_model'): learn.remove_cb(learn.save_model)
     if lay.test_items and main: learn.card.metrics['test'] = holdout_metrics(learn)
@@ -160,27 +169,35 @@ def train_and_save(path, # Data folder (one sub-folder per class, or train/, val
     with output_folder(outp, 'model.json') as tmp:   # `out` appears whole when everything succeeded; else it is left as it was
         if kwargs.get('history') is None: kwargs['history'] = str(tmp/'history.csv')
         if kwargs.get('model_dir') in (None, 'models'): kwargs['model_dir'] = str(tmp/'checkpoints')   # `save_best`'s checkpoint: under `out`
-        learn = train_covid_learner(path, cbs=cbs, **kwargs)
-        stop()
-        shutil.rmtree(tmp/'checkpoints', ignore_errors=True)   # the best epoch is in the model now
-        write_csv(learn.stages, tmp/'stages.csv')
-        if calibrate:
-            from covid_fastai.calibration import calibrate_learner
-            c = calibrate_learner(learn)
-            print(f"Temperature {c['temperature']:.3f}: validation ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}")
-        cfg = learn.card.recipe.get('config') or {}   # paths of the folder as it will be, not of the temporary one
-        if cfg.get('history') == str(tmp/'history.csv'): cfg['history'] = 'history.csv'
-        if cfg.get('model_dir') == str(tmp/'checkpoints'): cfg['model_dir'] = 'checkpoints'
-        save_covid_model(learn, tmp)
-        if report:
-            from covid_fastai.report import evaluate
-            test, which = report_set(learn.dls.layout)
-            m = evaluate(learn, test, tmp/'report', title=f"{learn.card.arch} on the {which} images of {(learn.card.data or {}).get('name')}", quiet=True)
-            if which == 'test':
-                from covid_fastai.card import write_model_readme
-                write_model_readme(tmp, m)   # README.md again, with the test metrics and their intervals
-        stop()
+        learn = train_covid_learner(path, cbs=cbs, end_runs=False, **kwargs)
+        try: _save_and_report(learn, tmp, calibrate, report, stop)
+        except BaseException: finish_tracking(learn.tracking); raise
+        finish_tracking(learn.tracking, tmp, outp)   # the trackers get the folder as it is saved
     return outp
+
+def _save_and_report(learn, tmp, calibrate, report, stop):
+    "Save `learn` to `tmp` with its stages (calibrated first if asked) and write its report: the second half of `train_and_save`"
+    from covid_fastai.inference import save_covid_model
+    from covid_fastai.outputs import write_csv
+    stop()
+    shutil.rmtree(tmp/'checkpoints', ignore_errors=True)   # the best epoch is in the model now
+    write_csv(learn.stages, tmp/'stages.csv')
+    if calibrate:
+        from covid_fastai.calibration import calibrate_learner
+        c = calibrate_learner(learn)
+        print(f"Temperature {c['temperature']:.3f}: validation ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}")
+    cfg = learn.card.recipe.get('config') or {}   # paths of the folder as it will be, not of the temporary one
+    if cfg.get('history') == str(tmp/'history.csv'): cfg['history'] = 'history.csv'
+    if cfg.get('model_dir') == str(tmp/'checkpoints'): cfg['model_dir'] = 'checkpoints'
+    save_covid_model(learn, tmp)
+    if report:
+        from covid_fastai.report import evaluate
+        test, which = report_set(learn.dls.layout)
+        m = evaluate(learn, test, tmp/'report', title=f"{learn.card.arch} on the {which} images of {(learn.card.data or {}).get('name')}", quiet=True)
+        if which == 'test':
+            from covid_fastai.card import write_model_readme
+            write_model_readme(tmp, m)   # README.md again, with the test metrics and their intervals
+    stop()
 
 def _metrics_text(d) -> str: return ', '.join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in (d or {}).items())
 

@@ -300,3 +300,24 @@ def test_two_processes_write_one_csv(trained, split_folder, tmp_path):
     cli('predict', out, test, '--out', tmp_path/'three.csv', '--bs', 2, '--shard', '0/2')
     assert (tmp_path/'three.csv').read_bytes() == (tmp_path/'two.csv').read_bytes()
     one_line_error(cli('predict', out, test, '--out', tmp_path/'x.csv', '--shard', '2/2', ok=False), '0 <= i < n')
+
+def test_train_logs_to_every_tracker(tmp_path):
+    "--log: TensorBoard, W&B (offline), MLflow (file store) and CSV each get the run; an unknown tracker is a one-line error naming the valid ones"
+    src = make_synthetic_xrays(tmp_path/'xrays', n_per_class=8, size=32)
+    one_line_error(cli('train', src, '--log', 'tensorbored', '--out', tmp_path/'m0', ok=False), 'Valid names: tensorboard, wandb, mlflow, csv')
+    env = {'WANDB_MODE': 'offline', 'WANDB_SILENT': 'true'}
+    cli('train', src, '--arch', 'efficientnet_lite0', '--epochs', 1, '--size', 32, '--bs', 8, '--out', tmp_path/'model',
+        '--log', 'csv,tensorboard,mlflow,wandb', '--log-dir', tmp_path/'runs', env=env)
+    assert sorted(p.name for p in (tmp_path/'runs').iterdir()) == ['csv', 'mlruns', 'tensorboard', 'wandb']
+    run = next((tmp_path/'runs'/'csv').iterdir())
+    h = pd.read_csv(run/'history.csv')
+    assert list(h.stage) == ['head', 'full'] and list(h.step) == [1, 2] and 'valid_loss' in h
+    assert json.loads((run/'config.json').read_text())['log'] == ['csv', 'tensorboard', 'mlflow', 'wandb']
+    assert json.loads((run/'model.json').read_text())['folder'] == str(tmp_path/'model')
+    assert any((tmp_path/'runs'/'tensorboard').rglob('events.out.tfevents.*')) and any((tmp_path/'runs'/'wandb').glob('offline-run-*/run-*.wandb'))
+    from mlflow.tracking import MlflowClient
+    os.environ.setdefault('MLFLOW_ALLOW_FILE_STORE', 'true')
+    c = MlflowClient((tmp_path/'runs'/'mlruns').resolve().as_uri())
+    r = c.search_runs([c.get_experiment_by_name('covid-fastai').experiment_id])[0]
+    assert r.data.params['arch'] == 'efficientnet_lite0' and r.data.tags['model_folder'] == str(tmp_path/'model') and r.info.status == 'FINISHED'
+    assert [m.step for m in c.get_metric_history(r.info.run_id, 'valid_loss')] == [1, 2]
