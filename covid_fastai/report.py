@@ -211,7 +211,7 @@ def claim_checklist(m:dict, # An evaluation's metrics (as `write_report` builds 
     win = card.window or "the file's own"
     figs = set(m.get('figures') or [])
     def row(item, ok, detail): return dict(item=item, status='reported' if ok else 'not reported', detail=detail)
-    out = [row('Data sources', data.get('name') or test.get('source'), f"training: {data.get('name') or 'not recorded'}; test: {test.get('source') or test.get('path') or 'given'}"),
+    out = [row('Data sources', data.get('name') or test.get('source'), f"training: {data.get('name') or 'not recorded'}; test: {show_path(Path(str(test.get('source') or test.get('path'))).name) if test.get('source') or test.get('path') else 'given'}"),
            row('Partition: method and level', sp.get('method'), f"{sp.get('method') or 'not recorded'}, grouped by {sp.get('grouping') or 'image (no patient ids)'}"),
            row('Preprocessing', card.size, f"{card.size} px, preprocessing {card.preprocess or 'none'}, window {win}, normalization of the backbone"),
            row('Model and initialisation', card.arch, f"{card.arch}, weights {card.weights or 'not recorded'} (pretrained on {', '.join(card.pretrained_on) if card.pretrained_on else 'nothing: random'})"),
