@@ -1,4 +1,4 @@
-"""`covid-fastai demo | train | evaluate | predict | export | check-data | resize | augment | serve | push`: the library from the shell, with one-line errors and nothing given to it modified.
+"""`covid-fastai demo | train | evaluate | predict | export | check-data | resize | augment | serve | push | space`: the library from the shell, with one-line errors and nothing given to it modified.
 
 Docs: https://covid-fastai.github.io/covid-fastai/cli.html.md"""
 
@@ -7,7 +7,7 @@ Docs: https://covid-fastai.github.io/covid-fastai/cli.html.md"""
 # %% auto #0
 __all__ = ['COMMANDS', 'covid_fastai_train', 'covid_fastai_evaluate', 'covid_fastai_predict', 'covid_fastai_export',
            'covid_fastai_check_data', 'covid_fastai_resize', 'covid_fastai_augment', 'covid_fastai_demo',
-           'covid_fastai_serve', 'covid_fastai_push', 'main']
+           'covid_fastai_serve', 'covid_fastai_push', 'covid_fastai_space', 'main']
 
 # %% ../nbs/22_cli.ipynb #385464a1
 import sys, json  # no `from __future__ import annotations`: fastcore's parser needs real types in the delegated signature
@@ -215,26 +215,30 @@ def covid_fastai_push(
     from covid_fastai.hub import push_covid_model
     print(f"Uploaded {model} to {push_covid_model(model, repo_id, private=private)}; load it with load_covid_model('hf://{repo_id}')")
 
+# %% ../nbs/22_cli.ipynb #6f4249b1
+@call_parse
+def covid_fastai_space(model:str, # Saved model or ensemble folder
+                       out:str='covid_space', # Folder to write (not inside the model folder)
+                       model_id:str=None): # The model's Hub repository (owner/name), named in the Space's metadata
+    "Write a folder that runs the web app on a saved model as a Hugging Face (Docker) Space: app.py, the model, requirements.txt, Dockerfile, README.md"
+    from covid_fastai.hub import write_space
+    print(f"Space written to {write_space(model, out, model_id=model_id)}: try it with `python {Path(out) / 'app.py'}` (port 7860), upload it as a Docker Space")
+
 # %% ../nbs/22_cli.ipynb #71557f8d
-COMMANDS = {'demo': covid_fastai_demo, 'train': covid_fastai_train, 'evaluate': covid_fastai_evaluate, 'predict': covid_fastai_predict,
-            'export': covid_fastai_export, 'check-data': covid_fastai_check_data, 'resize': covid_fastai_resize,
-            'augment': covid_fastai_augment, 'serve': covid_fastai_serve, 'push': covid_fastai_push}
+COMMANDS = {'demo': covid_fastai_demo, 'train': covid_fastai_train, 'evaluate': covid_fastai_evaluate, 'predict': covid_fastai_predict, 'export': covid_fastai_export,
+            'check-data': covid_fastai_check_data, 'resize': covid_fastai_resize, 'augment': covid_fastai_augment, 'serve': covid_fastai_serve, 'push': covid_fastai_push, 'space': covid_fastai_space}
 
 def main():
     "`covid-fastai <command> ...` (or `covid-fastai-<command> ...`): run a sub-command in its frame (`command_frame`); `covid-fastai --help` lists them"
     prog, args = Path(sys.argv[0]).stem, sys.argv[1:]
     if prog.startswith('covid-fastai-'): args = [prog.removeprefix('covid-fastai-'), *args]   # the scripts `covid-fastai-train`, ...
     if not args or args[0] in ('-h', '--help'):
-        print("usage: covid-fastai <command> [options]   (covid-fastai <command> --help for its options)\n\ncommands:")
-        for k, f in COMMANDS.items(): print(f"  {k:<11} {f.__doc__}")
-        print("\nResearch and teaching use only: not a medical device.")
+        print("usage: covid-fastai <command> [options]   (covid-fastai <command> --help for its options)\n\ncommands:\n"
+              + '\n'.join(f"  {k:<11} {f.__doc__}" for k, f in COMMANDS.items()) + "\n\nResearch and teaching use only: not a medical device.")
         sys.exit(0 if args else 2)
-    if args[0] in ('-V', '--version'):
-        from covid_fastai import __version__; print(__version__); sys.exit(0)
+    if args[0] in ('-V', '--version'): from covid_fastai import __version__; print(__version__); sys.exit(0)
     cmd, f = args[0], getattr(COMMANDS.get(args[0]), '__wrapped__', None)
-    if f is None:
-        print(f"covid-fastai: error: unknown command {cmd!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr)
-        sys.exit(2)
+    if f is None: print(f"covid-fastai: error: unknown command {cmd!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr); sys.exit(2)
     try:
         p = command_parser(f, cmd, help=any(a in ('-h', '--help') for a in args[1:]))
         if cmd == 'serve': from covid_fastai.serve import WEB_API; p.epilog = f"{WEB_API} {p.epilog}"

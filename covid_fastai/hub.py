@@ -11,7 +11,8 @@ from pathlib import Path
 from .inference import ModelFileError, is_model_path
 
 # %% auto #0
-__all__ = ['HUB_PREFIX', 'HUB_FILES', 'HUB_SKIP', 'is_hub_id', 'parse_hub_id', 'hub_download', 'push_covid_model']
+__all__ = ['HUB_PREFIX', 'HUB_FILES', 'HUB_SKIP', 'SPACE_APP', 'SPACE_DOCKERFILE', 'is_hub_id', 'parse_hub_id', 'hub_download',
+           'push_covid_model', 'write_space']
 
 # %% ../nbs/13b_hub.ipynb #464f2393
 HUB_PREFIX = 'hf://'
@@ -82,3 +83,68 @@ def push_covid_model(model_dir:str|Path, # A saved model or ensemble folder
         info = api.upload_folder(repo_id=repo_id, folder_path=p, commit_message=message, ignore_patterns=HUB_SKIP)
     except Exception as e: raise _hub_error(e, f"Pushing {p} to {repo_id}") from None
     return getattr(info, 'commit_url', None) or f"https://huggingface.co/{repo_id}"
+
+# %% ../nbs/13b_hub.ipynb #1e5c4202
+SPACE_APP = '''"""The covid-fastai web app on the model in ./model, as a Hugging Face Space (research and teaching use only: not a medical device)."""
+import os
+from pathlib import Path
+from covid_fastai.serve import serve
+
+if __name__ == '__main__':
+    serve(Path(__file__).parent/'model', host=os.environ.get('HOST', '0.0.0.0'), port=int(os.environ.get('PORT', '7860')),
+          cam=os.environ.get('COVID_FASTAI_CAM', 'gradcam'))
+'''
+
+SPACE_DOCKERFILE = '''FROM python:3.11-slim
+RUN useradd -m -u 1000 user
+USER user
+ENV HOME=/home/user PATH=/home/user/.local/bin:$PATH
+WORKDIR /home/user/app
+COPY --chown=user requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY --chown=user . .
+EXPOSE 7860
+CMD ["python", "app.py"]
+'''
+
+def _model_files(p:Path) -> list:
+    "The files of a model folder a Space or the Hub needs (`HUB_FILES`): no pickle, no report, no bookkeeping"
+    from fnmatch import fnmatch
+    rel = [f.relative_to(p).as_posix() for f in sorted(p.rglob('*')) if f.is_file()]
+    return [r for r in rel if any(fnmatch(r, pat) and r.count('/') == pat.count('/') for pat in HUB_FILES)]
+
+def write_space(model_dir:str|Path, # A saved model or ensemble folder
+                out:str|Path, # The Space folder to write (whole or not at all; not inside the model folder)
+                title:str|None=None, # The Space's title (default: from the model's backbone and classes)
+                model_id:str|None=None, # The model's Hub repository (`owner/name`), listed in the Space's metadata
+               ) -> Path:
+    "A folder that runs the web app on `model_dir` as a Hugging Face (Docker) Space: app.py, the model, requirements.txt, Dockerfile, README.md"
+    import shutil
+    from huggingface_hub import SpaceCard, SpaceCardData
+    from covid_fastai import __version__
+    from covid_fastai.core import DISCLAIMER
+    from covid_fastai.inference import load_covid_model
+    from covid_fastai.outputs import output_folder, check_outside, write_text
+    p = Path(model_dir).expanduser()
+    if not (p.is_dir() and is_model_path(p)): raise ModelFileError(f"{p} is not a saved model folder (model.json + model.safetensors, or an ensemble folder)")
+    pred = load_covid_model(p, backend='torch')   # the weights match their card: checked before anything is copied
+    outp = check_outside(out, [p], 'Space folder')
+    title = title or f"{pred.card.arch or 'covid-fastai'} chest X-ray demo"
+    data = SpaceCardData(title=title, sdk='docker', app_port=7860, license=None, models=[model_id] if model_id else None,
+                         tags=['covid-fastai', 'chest-x-ray', 'medical-imaging', 'research-only'],
+                         emoji='🫁', colorFrom='blue', colorTo='gray', pinned=False,
+                         short_description='Research and teaching demo: not a medical device')
+    body = (f"# {title}\n\n**{DISCLAIMER}** No prediction here is a diagnosis; a model that scores well on images from the hospitals it "
+            f"was trained on may fail on others.\n\nUpload a chest image (PNG, JPEG or DICOM): the page shows the predicted class among "
+            f"{', '.join(pred.vocab)}, the probabilities and a Grad-CAM heatmap. The model's card is `model/README.md`; the app is "
+            f"[covid-fastai](https://covid-fastai.github.io/covid-fastai/) {__version__} (`serve`), the same as `covid-fastai serve model/`.\n")
+    card = SpaceCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+    with output_folder(outp, 'app.py') as tmp:
+        for r in _model_files(p):
+            (tmp/'model'/r).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p/r, tmp/'model'/r)
+        write_text(tmp/'app.py', SPACE_APP)
+        write_text(tmp/'Dockerfile', SPACE_DOCKERFILE)
+        write_text(tmp/'requirements.txt', f"covid-fastai=={__version__}\n")
+        write_text(tmp/'README.md', str(card))
+    return outp

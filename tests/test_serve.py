@@ -204,3 +204,35 @@ def test_serve_port_in_use_is_one_line(three_class, tmp_path):
         port = s.getsockname()[1]
         r = subprocess.run(['covid-fastai', 'serve', str(tmp_path/'model'), '--port', str(port)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and f'Cannot listen on 127.0.0.1:{port}' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+def test_space_folder_starts_and_answers(three_class, tmp_path):
+    "`covid-fastai space MODEL OUT` writes a Hugging Face Space folder; its app.py starts the web app, which predicts as the model does"
+    from covid_fastai.inference import load_covid_model
+    from huggingface_hub import SpaceCard
+    learn, test = three_class
+    save_covid_model(learn, tmp_path/'model')
+    r = subprocess.run(['covid-fastai', 'space', str(tmp_path/'model'), '--out', str(tmp_path/'space')], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    sp = tmp_path/'space'
+    assert {'app.py', 'Dockerfile', 'requirements.txt', 'README.md', 'model'} <= {p.name for p in sp.iterdir()}
+    card = SpaceCard.load(sp/'README.md')
+    assert card.data.sdk == 'docker' and card.data.app_port == 7860 and 'not a medical device' in card.text
+    port = _free_port()
+    (tmp_path/'cwd').mkdir()
+    log = open(tmp_path/'space.log', 'w')
+    proc = subprocess.Popen([sys.executable, str(sp/'app.py')], cwd=tmp_path/'cwd', env={**__import__('os').environ, 'PORT': str(port), 'HOST': '127.0.0.1'},
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f'http://127.0.0.1:{port}'
+        for _ in range(240):
+            try:
+                if requests.get(url + '/health', timeout=1).ok: break
+            except requests.ConnectionError: pass
+            assert proc.poll() is None, (tmp_path/'space.log').read_text()[-2000:]
+            time.sleep(0.5)
+        img = sorted(Path(test).rglob('*.png'))[0]
+        ans = _post(url, img.read_bytes(), query='').json()
+        want = load_covid_model(tmp_path/'model').predict_proba([str(img)])[0]
+        pred = load_covid_model(tmp_path/'model')
+        assert np.allclose([ans['probabilities'][k] for k in pred.vocab], want, atol=1e-4) and 'not a medical device' in ans['disclaimer']
+    finally: proc.terminate(); proc.wait(10); log.close()
