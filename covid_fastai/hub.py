@@ -12,7 +12,7 @@ from .inference import ModelFileError, is_model_path
 
 # %% auto #0
 __all__ = ['HUB_PREFIX', 'HUB_FILES', 'HUB_SKIP', 'SPACE_APP', 'SPACE_DOCKERFILE', 'is_hub_id', 'parse_hub_id', 'hub_download',
-           'push_covid_model', 'write_space']
+           'checked_model_folder', 'push_covid_model', 'write_space']
 
 # %% ../nbs/13b_hub.ipynb #464f2393
 HUB_PREFIX = 'hf://'
@@ -64,6 +64,14 @@ def _hub_error(e:Exception, what:str) -> Exception:
         return PermissionError(f"{what}: the Hub refused: log in with `hf auth login` (or set HF_TOKEN, or pass token=) with write access")
     return RuntimeError(f"{what}: {str(e).splitlines()[0][:300]}")
 
+def checked_model_folder(model_dir:str|Path, # A saved model or ensemble folder
+                        ) -> tuple:
+    "`(folder, Predictor)`: `model_dir` as a saved model folder that loads (the weights match their card, the card is valid), checked before anything is shared"
+    p = Path(model_dir).expanduser()
+    if not (p.is_dir() and is_model_path(p)): raise ModelFileError(f"{p} is not a saved model folder (model.json + model.safetensors, or an ensemble folder)")
+    from covid_fastai.inference import load_covid_model
+    return p, load_covid_model(p)
+
 def push_covid_model(model_dir:str|Path, # A saved model or ensemble folder
                      repo_id:str, # Hub repository `owner/name` (created if missing)
                      private:bool=True, # Create the repository private
@@ -71,11 +79,8 @@ def push_covid_model(model_dir:str|Path, # A saved model or ensemble folder
                      message:str='Upload covid-fastai model', # Commit message
                     ) -> str:
     "Upload a saved model folder (its README.md model card included) to the Hugging Face Hub; the URL of the commit"
-    p = Path(model_dir).expanduser()
-    if not (p.is_dir() and is_model_path(p)): raise ModelFileError(f"{p} is not a saved model folder (model.json + model.safetensors, or an ensemble folder)")
     parse_hub_id(HUB_PREFIX + repo_id)
-    from covid_fastai.inference import load_covid_model
-    load_covid_model(p)   # the weights match their card, the card is valid: checked before anything is shared
+    p, _ = checked_model_folder(model_dir)
     from huggingface_hub import HfApi
     api = HfApi(token=token)
     try:
@@ -123,11 +128,8 @@ def write_space(model_dir:str|Path, # A saved model or ensemble folder
     from huggingface_hub import SpaceCard, SpaceCardData
     from covid_fastai import __version__
     from covid_fastai.core import DISCLAIMER
-    from covid_fastai.inference import load_covid_model
     from covid_fastai.outputs import output_folder, check_outside, write_text
-    p = Path(model_dir).expanduser()
-    if not (p.is_dir() and is_model_path(p)): raise ModelFileError(f"{p} is not a saved model folder (model.json + model.safetensors, or an ensemble folder)")
-    pred = load_covid_model(p, backend='torch')   # the weights match their card: checked before anything is copied
+    p, pred = checked_model_folder(model_dir)
     outp = check_outside(out, [p], 'Space folder')
     title = title or f"{pred.card.arch or 'covid-fastai'} chest X-ray demo"
     data = SpaceCardData(title=title, sdk='docker', app_port=7860, license=None, models=[model_id] if model_id else None,
