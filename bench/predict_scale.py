@@ -95,7 +95,8 @@ def main():
     print(resume, flush=True)
     import torch, onnxruntime
     from covid_fastai.inference import default_workers
-    out = dict(machine=dict(processor=platform.processor() or platform.machine(), cores=os.cpu_count(), python=platform.python_version(),
+    from demo import processor
+    out = dict(machine=dict(processor=processor(), cores=os.cpu_count(), python=platform.python_version(),
                             torch=torch.__version__, onnxruntime=onnxruntime.__version__),
                settings=dict(model='efficientnet_lite0', size=a.size, preprocess='clahe', backend='auto (onnxruntime on a CPU)', bs=32,
                              workers=default_workers()),
