@@ -145,6 +145,11 @@ def predict_images(models, # A saved model path, a list of them (averaged as an 
         if outp is not None: write_csv(df, outp)   # the table again, with its heatmaps (whole)
     return df
 
+def _read_rows(fn:Path, cols:list) -> pd.DataFrame:
+    "Rows written by `_stream_rows` read back as written: file names as text (any bytes), empty cells missing, floats exact"
+    return pd.read_csv(fn, dtype={'file': str}, keep_default_na=False, na_values={c: [''] for c in cols if c != 'file'},
+                       encoding_errors='surrogateescape', float_precision='round_trip')
+
 def _stream_rows(pred, files, outp, cols, resume, parts, share=False) -> pd.DataFrame:
     "Rows of `parts(files_to_do)` appended to `outp`'s partial file as each chunk finishes, `outp` replaced by it at the end (whole or not at all); an interrupted run keeps it for `resume`"
     import json, os
@@ -155,7 +160,7 @@ def _stream_rows(pred, files, outp, cols, resume, parts, share=False) -> pd.Data
         meta = json.loads(meta_fn.read_text()) if meta_fn.exists() else {}
         if meta.get('model') != key:
             raise ValueError(f"{rows_fn} holds the rows of another model or other settings (tta, label classes): run without resume to start again")
-        done = pd.read_csv(rows_fn, dtype={'file': str}, keep_default_na=False, na_values={c: [''] for c in cols if c != 'file'}, encoding_errors='surrogateescape', float_precision='round_trip')
+        done = _read_rows(rows_fn, cols)
         if list(done.columns) != cols or list(done.file) != [str(f) for f in files[:len(done)]]:
             raise ValueError(f"{rows_fn} was written for other images or options (skip_unreadable): run without resume to start again")
     meta_fn.write_text(json.dumps(dict(model=key, files=len(files), out=outp.name)))
@@ -226,7 +231,7 @@ def _merge_shards(outp:Path, i:int, n:int, files:list, key:str, mine:pd.DataFram
         parts = []
         for k, f in enumerate(fns):
             meta = json.loads(_shard_meta(f).read_text())
-            p = pd.read_csv(f, dtype={'file': str}, keep_default_na=False, na_values={c: [''] for c in mine.columns if c != 'file'}, encoding_errors='surrogateescape', float_precision='round_trip')
+            p = _read_rows(f, list(mine.columns))
             if meta.get('model') != key or list(p.file) != [str(x) for x in files[k::n]]:
                 raise ValueError(f"{f} was written by another model or for other images: delete it and run share {k}/{n} again")
             parts.append(p)

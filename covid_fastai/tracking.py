@@ -11,6 +11,7 @@ from pathlib import Path
 from fastai.callback.core import Callback
 from fastai.learner import Recorder
 from .registry import lookup
+from .config import parse_names
 
 # %% auto #0
 __all__ = ['TRACKERS', 'RunLogger', 'CSVRunLog', 'TensorBoardRunLog', 'WandbRunLog', 'MLflowRunLog', 'tracking_callbacks',
@@ -172,7 +173,7 @@ def tracking_callbacks(log:str|list|None, # Tracker names in `TRACKERS` ('tensor
                        main:bool=True, # Whether this is the first process (only it logs)
                       ) -> list:
     "The trackers (`RunLogger`s) and fastai callbacks that `log` asks for, their runs started; none on the other processes of a distributed run"
-    names = [n.strip() for n in (log.split(',') if isinstance(log, str) else log or []) if n and n.strip()]
+    names = parse_names(log) or []
     for n in names: lookup(n, TRACKERS, 'experiment tracker')
     if not main or not names: return []
     kinds = dict(csv=CSVRunLog, tensorboard=TensorBoardRunLog, wandb=WandbRunLog, mlflow=MLflowRunLog)
