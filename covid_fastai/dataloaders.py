@@ -115,14 +115,15 @@ def covid_dls(lay:Layout, # A split `Layout` (from `split_layout`, or `prepare_l
     if not (df.split == 'valid').any(): raise ValueError(f"No validation images in {lay.path}: add some, or raise valid_pct")
     df['is_valid'] = df.split == 'valid'
     trn_labels = lay.labels_of(lay.df.split == 'train')
-    if isinstance(aug, str) or aug is None: batch_tfms = aug_preset(aug or 'none', size, stats)
+    gray = isinstance(aug, str) or aug is None   # the presets' transforms work on any number of channels; a list given may not
+    if gray: batch_tfms = aug_preset(aug or 'none', size, stats)
     else: batch_tfms = list(aug) + ([Normalize.from_stats(*stats)] if stats is not None else [])
     yblock = MultiCategoryBlock(vocab=lay.vocab) if lay.multi_label else CategoryBlock(vocab=lay.vocab)
     get_y = ColReader('label', label_delim=lay.label_delim) if lay.multi_label else ColReader('label')
-    dblock = DataBlock(blocks=(XrayBlock(window, draft=size, preprocess=preprocess), yblock), get_x=ColReader('fname'), get_y=get_y,
+    dblock = DataBlock(blocks=(XrayBlock(window, draft=size, preprocess=preprocess, gray=gray), yblock), get_x=ColReader('fname'), get_y=get_y,
                        splitter=ColSplitter('is_valid'), item_tfms=Resize(size, method=ResizeMethod.Squish), batch_tfms=batch_tfms)
     dsets = dblock.datasets(df)
-    kw = dict(bs=small_set_bs(bs, len(trn_labels)), after_item=dblock.item_tfms, after_batch=dblock.batch_tfms, **kwargs)
+    kw = {**dblock.dls_kwargs, **dict(bs=small_set_bs(bs, len(trn_labels)), after_item=dblock.item_tfms, after_batch=dblock.batch_tfms), **kwargs}
     lookup(sampling, SAMPLINGS, 'sampling')
     if sampling == 'auto': sampling = None if lay.multi_label else 'weighted'
     if sampling == 'weighted':

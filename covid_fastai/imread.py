@@ -14,9 +14,9 @@ from .registry import lookup
 
 # %% auto #0
 __all__ = ['DICOM_WINDOWS', 'DICOM_EXTENSIONS', 'XRAY_EXTENSIONS', 'MAX_PIXELS', 'PREPROCESS', 'ImageReadError', 'show_path',
-           'regular_file', 'scale_to_uint8', 'to_rgb', 'is_dicom', 'image_dims', 'read_dicom', 'write_dicom',
-           'equalize', 'clahe', 'border_box', 'crop_borders', 'preprocess_image', 'load_xray', 'walk_files',
-           'image_inputs']
+           'regular_file', 'scale_to_uint8', 'to_rgb', 'gray_or_rgb', 'is_dicom', 'image_dims', 'read_dicom',
+           'write_dicom', 'equalize', 'clahe', 'border_box', 'crop_borders', 'preprocess_image', 'load_xray',
+           'walk_files', 'image_inputs']
 
 # %% ../nbs/01_imread.ipynb #af2b8d55
 class ImageReadError(ValueError):
@@ -63,6 +63,14 @@ def to_rgb(im:Image.Image, # A PIL image of any mode
         return Image.alpha_composite(bg, im.convert('RGBA')).convert('RGB')
     if im.mode in _HIGH_DEPTH: im = Image.fromarray(scale_to_uint8(np.asarray(im)), 'L')
     return im.convert('RGB')
+
+def gray_or_rgb(im:Image.Image, # A PIL image of any mode
+               ) -> Image.Image:
+    "`im` as 8-bit 'L' when it is gray (an 'L' image, or one whose `to_rgb` has three equal channels), else as 8-bit RGB"
+    if im.mode == 'L': return im
+    im = to_rgb(im)
+    a = np.asarray(im)
+    return im.convert('L') if (a[..., 0] == a[..., 1]).all() and (a[..., 0] == a[..., 2]).all() else im
 
 # %% ../nbs/01_imread.ipynb #a9d83b32
 DICOM_WINDOWS = dict(lungs=(1500, -600), mediastinum=(350, 50), abdomen_soft=(400, 50), liver=(150, 30),
@@ -223,17 +231,17 @@ def write_dicom(a:np.ndarray, # 2D array of `uint8` or `uint16` pixel values
 
 # %% ../nbs/01_imread.ipynb #1d3dcc6f
 def _on_gray(im:Image.Image, f) -> Image.Image:
-    "Apply `f` (2D `uint8` array -> 2D `uint8` array) to the gray levels of `im` (the luma of a colour image); 8-bit RGB out"
+    "Apply `f` (2D `uint8` array -> 2D `uint8` array) to the gray levels of `im` (the luma of a colour image); a gray 'L' image stays 'L', any other comes out as 8-bit RGB"
+    if im.mode == 'L': return Image.fromarray(np.ascontiguousarray(f(np.asarray(im))), 'L')
     im = to_rgb(im)
-    a = np.asarray(im)
-    if (a[..., 0] == a[..., 1]).all() and (a[..., 0] == a[..., 2]).all():
-        return Image.fromarray(np.ascontiguousarray(f(np.ascontiguousarray(a[..., 0]))), 'L').convert('RGB')
+    g = gray_or_rgb(im)
+    if g.mode == 'L': return Image.fromarray(np.ascontiguousarray(f(np.asarray(g))), 'L').convert('RGB')
     y, cb, cr = im.convert('YCbCr').split()
     return Image.merge('YCbCr', (Image.fromarray(np.ascontiguousarray(f(np.asarray(y))), 'L'), cb, cr)).convert('RGB')
 
 def equalize(im:Image.Image, # Any PIL image
             ) -> Image.Image:
-    "Histogram equalization of the gray levels of `im` (Pillow's `ImageOps.equalize`), as 8-bit RGB"
+    "Histogram equalization of the gray levels of `im` (Pillow's `ImageOps.equalize`), as 8-bit RGB ('L' stays 'L')"
     from PIL import ImageOps
     return _on_gray(im, lambda g: np.asarray(ImageOps.equalize(Image.fromarray(g, 'L'))))
 
@@ -241,7 +249,7 @@ def clahe(im:Image.Image, # Any PIL image
           clip:float=2., # Contrast limit (OpenCV's `clipLimit`): higher equalizes more
           tiles:int=8, # The image is equalized in `tiles` x `tiles` regions, blended smoothly
          ) -> Image.Image:
-    "Contrast-limited adaptive histogram equalization (OpenCV's CLAHE) of the gray levels of `im`, as 8-bit RGB"
+    "Contrast-limited adaptive histogram equalization (OpenCV's CLAHE) of the gray levels of `im`, as 8-bit RGB ('L' stays 'L')"
     try: import cv2
     except ImportError: raise ImportError("CLAHE needs OpenCV: pip install opencv-python-headless (it comes with grad-cam)") from None
     return _on_gray(im, cv2.createCLAHE(clipLimit=float(clip), tileGridSize=(int(tiles), int(tiles))).apply)
@@ -268,8 +276,8 @@ def crop_borders(im:Image.Image, # Any PIL image
                  max_frac:float=0.15, # At most this fraction of each side is cut
                  tol:float=0.1, # Flatness threshold (see `border_box`)
                 ) -> Image.Image:
-    "`im` without its uniform borders and the thin text margins beyond them (see `border_box`), as 8-bit RGB"
-    im = to_rgb(im)
+    "`im` without its uniform borders and the thin text margins beyond them (see `border_box`), as 8-bit RGB ('L' stays 'L')"
+    if im.mode != 'L': im = to_rgb(im)
     if min(im.size) < 16: return im
     t, b, l, r = border_box(np.asarray(im.convert('L')), max_frac, tol)
     return im if (t, b, l, r) == (0, im.height, 0, im.width) else im.crop((l, t, r, b))
@@ -290,17 +298,19 @@ def load_xray(fn, # Path or binary file object of an image (any format Pillow re
               window:str|tuple|None=None, # DICOM window: a name in `DICOM_WINDOWS` or (width, level)
               draft:int|None=None, # JPEG: decode at the smallest scale (1/2, 1/4, 1/8) that keeps both sides >= `draft` pixels
               preprocess:str|None=None, # Preprocessing after reading: a name in `PREPROCESS` ('clahe', 'crop', ...); `None`: none
+              gray:bool=False, # Keep a gray image as 8-bit 'L' (see `gray_or_rgb`): the same gray levels, a third of the pixels to process
              ) -> Image.Image:
     "Open `fn` as an 8-bit RGB PIL image; raise `ImageReadError` naming the file if it cannot be read or has more than `MAX_PIXELS`"
     if isinstance(fn, (str, Path)): fn = regular_file(fn)
+    to_rgb_ = gray_or_rgb if gray else to_rgb
     try:
-        if is_dicom(fn): out = to_rgb(read_dicom(fn, window=window))   # `read_dicom` checks the pixel limit
+        if is_dicom(fn): out = to_rgb_(read_dicom(fn, window=window))   # `read_dicom` checks the pixel limit
         else:
             image_dims(fn)
             with Image.open(fn) as im:
                 if draft and im.format == 'JPEG': im.draft(None, (draft, draft))
                 im.load()
-                out = to_rgb(im)
+                out = to_rgb_(im)
     except ImageReadError: raise
     except (OSError, SyntaxError, ValueError, KeyError, AttributeError, TypeError, Image.DecompressionBombError) as e:
         raise ImageReadError(f"Cannot read image {show_path(fn)}: {e}") from e

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from .imread import load_xray, to_rgb, preprocess_image
+from .imread import load_xray, to_rgb, gray_or_rgb, preprocess_image, PREPROCESS
 from .card import ModelCard, whole_file
 from .outputs import file_sha256 as _sha256
 from .registry import lookup
@@ -27,10 +27,10 @@ __all__ = ['TTA_ZOOM', 'HALF_TOL', 'MODEL_FILES', 'BACKENDS', 'preprocess', 'tta
 from .core import DISCLAIMER   # (re-exported: `from covid_fastai.inference import DISCLAIMER` works as before)
 
 # %% ../nbs/13_inference.ipynb #14299a99
-def _as_pil(x, window=None, draft=None, preprocess=None) -> Image.Image:
-    if isinstance(x, Image.Image): return preprocess_image(to_rgb(x), preprocess)
+def _as_pil(x, window=None, draft=None, preprocess=None, gray=False) -> Image.Image:
+    if isinstance(x, Image.Image): return preprocess_image((gray_or_rgb if gray else to_rgb)(x), preprocess)
     if isinstance(x, (bytes, bytearray)): x = io.BytesIO(x)
-    return load_xray(x, window=window, draft=draft, preprocess=preprocess)
+    return load_xray(x, window=window, draft=draft, preprocess=preprocess, gray=gray)
 
 def preprocess(imgs, # Image files, bytes, file objects or PIL images
                size:int=224, # Images are squished to `size` x `size`
@@ -40,11 +40,12 @@ def preprocess(imgs, # Image files, bytes, file objects or PIL images
                preprocess:str|None=None, # Per-image preprocessing after reading, a name in `PREPROCESS` ('clahe', 'crop', ...)
               ) -> np.ndarray:
     "A normalized float32 batch `(n, 3, size, size)` of `imgs`, exactly as the validation pipeline of `covid_dls` makes it"
-    mean, std = np.asarray(mean, np.float32).reshape(1, 1, 3), np.asarray(std, np.float32).reshape(1, 1, 3)
+    mean, std = np.asarray(mean, np.float32).reshape(3, 1, 1), np.asarray(std, np.float32).reshape(3, 1, 1)
     out = np.empty((len(imgs), 3, size, size), np.float32)
-    for i, x in enumerate(imgs):
-        a = np.asarray(_as_pil(x, window, draft=size, preprocess=preprocess).resize((size, size), Image.BILINEAR), np.float32) / 255.
-        out[i] = ((a - mean) / std).transpose(2, 0, 1)
+    for i, x in enumerate(imgs):   # a gray picture is read, resized and scaled as one channel: the same numbers as its RGB copy
+        a = np.asarray(_as_pil(x, window, draft=size, preprocess=preprocess, gray=True).resize((size, size), Image.BILINEAR), np.float32) / 255.
+        out[i] = (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)) - mean
+        out[i] /= std
     return out
 
 # %% ../nbs/13_inference.ipynb #99643b88

@@ -32,10 +32,6 @@ def cache_name(fn, # Source image file
     ext = rel.suffix.lower()
     return Path(dest)/rel.with_suffix(ext if ext in ('.jpg', '.jpeg') else ('.png' if ext != '.png' else rel.suffix))
 
-def _gray_or_rgb(im):
-    a = np.asarray(im)
-    return im.convert('L') if (a[..., 0] == a[..., 1]).all() and (a[..., 0] == a[..., 2]).all() else im
-
 def resize_xray(fn, # Source image
                  src, # Source folder
                  dest, # Cache folder
@@ -46,7 +42,7 @@ def resize_xray(fn, # Source image
     "Write the downscaled copy of `fn`; return 'done', 'skipped' (already up to date) or the error"
     out = cache_name(fn, src, dest)
     if out.exists() and out.stat().st_mtime >= Path(fn).stat().st_mtime: return 'skipped'
-    try: im = _gray_or_rgb(load_xray(fn, window=window))
+    try: im = load_xray(fn, window=window, gray=True)
     except ImageReadError as e: return str(e)
     w, h = im.size
     if max(w, h) > size: im = im.resize((max(1, round(w*size/max(w, h))), max(1, round(h*size/max(w, h)))), resample=resample)
@@ -115,7 +111,7 @@ def augment_image(fn, # Source image
                  ) -> list:
     "Write `n` randomly rotated/flipped copies of `fn`; return their paths"
     rng = np.random.default_rng(seed)
-    im = _gray_or_rgb(load_xray(fn))
+    im = load_xray(fn, gray=True)
     outs = []
     for k in range(n):
         a = im.rotate(float(rng.uniform(-max_rotate, max_rotate)), resample=Image.Resampling.BICUBIC, fillcolor=0)

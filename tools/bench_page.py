@@ -30,7 +30,7 @@ SECTIONS = [  # (results stem, heading, plot or None, what it is)
     ('speed_gpu', 'Training speed on a GPU', 'speed_gpu.png', '`bench/speed.py` on a lent GPU (mixed precision, channels-last).'),
     ('latency', 'Inference latency', None, '`bench/latency.py`: one image at a time, PyTorch against ONNX Runtime.'),
     ('predict', 'Prediction throughput', None, '`bench/predict.py`: images per second of a saved model predicting many X-rays: the library\'s '
-     'path, the one it replaced, ONNX Runtime, a plain thread-pool script, and the model alone (the ceiling).'),
+     'path, the one it replaced (the library\'s code of before, taken from git and run side by side), ONNX Runtime, a plain thread-pool script, and the model alone (the ceiling).'),
     ('predict_scale', 'Prediction at corpus scale', None, '`bench/predict_scale.py`: peak memory of `covid-fastai predict` from 2,000 to 100,000 files '
      '(each run a process of its own, wall time including start-up and model loading), and a run stopped with Ctrl-C half way then resumed.'),
     ('corpus', 'A corpus of 100,000 images', None, '`bench/corpus.py`: wall time and peak memory of each step before training on 100,000 files '
