@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from .imread import load_xray, to_rgb, gray_or_rgb, preprocess_image, PREPROCESS
+from .imread import load_xray, to_rgb, gray_or_rgb, preprocess_image
 from .card import ModelCard, whole_file
 from .outputs import file_sha256 as _sha256
 from .registry import lookup
