@@ -232,11 +232,11 @@ def write_dicom(a:np.ndarray, # 2D array of `uint8` or `uint16` pixel values
 # %% ../nbs/01_imread.ipynb #1d3dcc6f
 def _on_gray(im:Image.Image, f) -> Image.Image:
     "Apply `f` (2D `uint8` array -> 2D `uint8` array) to the gray levels of `im` (the luma of a colour image); a gray 'L' image stays 'L', any other comes out as 8-bit RGB"
-    if im.mode == 'L': return Image.fromarray(np.ascontiguousarray(f(np.asarray(im))), 'L')
-    im = to_rgb(im)
     g = gray_or_rgb(im)
-    if g.mode == 'L': return Image.fromarray(np.ascontiguousarray(f(np.asarray(g))), 'L').convert('RGB')
-    y, cb, cr = im.convert('YCbCr').split()
+    if g.mode == 'L':
+        out = Image.fromarray(np.ascontiguousarray(f(np.asarray(g))), 'L')
+        return out if im.mode == 'L' else out.convert('RGB')
+    y, cb, cr = g.convert('YCbCr').split()
     return Image.merge('YCbCr', (Image.fromarray(np.ascontiguousarray(f(np.asarray(y))), 'L'), cb, cr)).convert('RGB')
 
 def equalize(im:Image.Image, # Any PIL image
