@@ -292,9 +292,10 @@ NOTES = [  # what the profiles above and the earlier measurements (`cpu_precisio
     'in the workers, against torchvision\'s per-image PIL rotate and colour jitter): its data loader alone delivers fewer images/s '
     '(the data columns), so it takes more of the cores while training. A 256 px cache (`cache=`) makes decoding about 3x cheaper '
     'for large originals (`data_loading.md`); `num_workers=0` gives the compute threads the cores back at the price of waiting for data.',
-    '- **The optimizer.** fastai\'s Python `Adam` steps the parameter tensors one by one (150-160 tensors for `mobilenet` and '
-    '`efficientnet_lite0`: 38-45 ms per step on this machine\'s kind; 66 large ones for `resnet18`: 120 ms); PyTorch\'s fused `AdamW` steps them '
-    'in one call (4-9 ms here). `covid_learner` uses the fused one in fastai\'s `OptimWrapper`, with fastai\'s hyper-parameters.',
+    '- **The optimizer.** fastai\'s Python `Adam` steps the parameter tensors one by one (162 tensors for `mobilenet`, 153 for '
+    '`efficientnet_lite0`, 66 larger ones for `resnet18`); PyTorch\'s fused `AdamW` steps them in one call: 11-20 ms against 4-12 ms '
+    'per step in the profile above, about 1% of a training step on this CPU (a larger share where steps are short, on a GPU). '
+    '`covid_learner` uses the fused one in fastai\'s `OptimWrapper`, with fastai\'s hyper-parameters.',
     '- **Tensor subclasses.** fastai\'s batches are `TensorImage`/`TensorCategory`; passed through a model, every operation goes '
     'through their Python `__torch_function__` (measured 1.3-1.6x slower steps). `covid_learner` adds the `PlainTensors` callback, which '
     'hands the model and the loss plain views.',
