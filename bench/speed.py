@@ -18,7 +18,7 @@ its own), on real JPEGs read from disk:
 Also peak RSS (and peak GPU memory on a GPU). Writes bench/results/speed_cpu_<processor kind>.json/.md/.png (one file per
 processor kind: with and without AMX units the numbers differ) or speed_gpu.*.
 
-    python bench/speed.py --data ../shared/data/xray3 [--archs mobilenet,efficientnet_lite0,resnet18] [--bs 32] [--batches 12]
+    python bench/speed.py --data ../shared/data/xray3 [--archs mobilenet,efficientnet_lite0,resnet18] [--bs 32] [--batches 16] [--rounds 5]
 """
 import argparse, json, os, platform, re, resource, sys, tempfile, time
 from pathlib import Path
@@ -213,8 +213,8 @@ def main():
     ap.add_argument('--data', default=str(Path(__file__).resolve().parents[2]/'shared'/'data'/'xray3'))
     ap.add_argument('--archs', default='mobilenet,efficientnet_lite0,resnet18')
     ap.add_argument('--bs', type=int, default=32); ap.add_argument('--size', type=int, default=224)
-    ap.add_argument('--batches', type=int, default=10); ap.add_argument('--skip', type=int, default=2)
-    ap.add_argument('--rounds', type=int, default=3)
+    ap.add_argument('--batches', type=int, default=16); ap.add_argument('--skip', type=int, default=2)
+    ap.add_argument('--rounds', type=int, default=5, help='rounds in which the measurements take turns (medians reported): 5 of 16 batches settle the ratios to about 0.05 on a shared 2-core machine, about 35 min')
     ap.add_argument('--workers', type=int, default=os.cpu_count())
     ap.add_argument('--cpu', action='store_true', help='stay on the CPU even with a GPU')
     ap.add_argument('--out', default=str(RESULTS), help='folder of the results (speed[_gpu].json/.md/.png)')
