@@ -82,9 +82,14 @@ def _predict_parts(pred, files, bs, skip, progress, stop):
         yield df
         if stop is not None: stop()
 
+def _meta(fn:Path) -> Path:
+    "The description of the rows file `fn` (JSON beside it: the `model_key` that wrote them, the number of files, the file): one format for an unfinished run and a finished share"
+    return fn.with_name(fn.name + '.json')
+
 def _partial(outp:Path) -> tuple:
     "The rows file and the description of an unfinished `predict_images` run writing `outp` (beside it, hidden)"
-    return outp.with_name(f'.{outp.name}.partial'), outp.with_name(f'.{outp.name}.partial.json')
+    rows = outp.with_name(f'.{outp.name}.partial')
+    return rows, _meta(rows)
 
 def predict_images(models, # A saved model path, a list of them (averaged as an `Ensemble`), or a loaded `Predictor`/`Ensemble`
                    images:list, # Image files and folders (a folder's images are found with `image_inputs`)
@@ -182,8 +187,9 @@ def _stream_rows(pred, files, outp, cols, resume, parts, share=False) -> pd.Data
         raise
     from covid_fastai.outputs import _UMASK
     os.chmod(rows_fn, 0o666 & ~_UMASK)
-    if share: _shard_meta(outp).write_text(json.dumps(dict(model=key, files=len(files))))   # (a share: which model wrote it)
-    os.replace(rows_fn, outp); meta_fn.unlink(missing_ok=True)
+    if share: os.replace(meta_fn, _meta(outp))   # a finished share keeps its description (which model wrote it) for the merge
+    else: meta_fn.unlink(missing_ok=True)
+    os.replace(rows_fn, outp)
     return pd.concat(got, ignore_index=True)
 
 # %% ../nbs/13a_predict.ipynb #920db20d
@@ -206,7 +212,6 @@ def shard_file(outp:Path, i:int, n:int) -> Path:
     "Where share `i` of `n` writes its rows before they are merged into `outp` (beside it, hidden)"
     return outp.with_name(f'.{outp.name}.shard-{i}-of-{n}.csv')
 
-def _shard_meta(fn:Path) -> Path: return fn.with_name(fn.name + '.json')
 
 def _use_local_device():
     "Under `torchrun`, each process on a GPU uses its own (`LOCAL_RANK`)"
@@ -219,7 +224,7 @@ def _merge_shards(outp:Path, i:int, n:int, files:list, key:str, mine:pd.DataFram
     "When every share is written, the share that sees it first merges them into `outp` in input order; this share's table, or the merged one"
     import json, os
     fns = [shard_file(outp, k, n) for k in range(n)]
-    if not all(f.exists() and _shard_meta(f).exists() for f in fns):
+    if not all(f.exists() and _meta(f).exists() for f in fns):
         print(f"Share {i}/{n} ({len(mine)} images) written to {fns[i].name}; the last share to finish writes {outp.name}", file=sys.stderr)
         mine.attrs['share'] = str(fns[i])
         return mine
@@ -230,7 +235,7 @@ def _merge_shards(outp:Path, i:int, n:int, files:list, key:str, mine:pd.DataFram
     try:
         parts = []
         for k, f in enumerate(fns):
-            meta = json.loads(_shard_meta(f).read_text())
+            meta = json.loads(_meta(f).read_text())
             p = _read_rows(f, list(mine.columns))
             if meta.get('model') != key or list(p.file) != [str(x) for x in files[k::n]]:
                 raise ValueError(f"{f} was written by another model or for other images: delete it and run share {k}/{n} again")
@@ -238,7 +243,7 @@ def _merge_shards(outp:Path, i:int, n:int, files:list, key:str, mine:pd.DataFram
         order = np.argsort(np.concatenate([np.arange(k, len(files), n) for k in range(n)]), kind='stable')
         df = pd.concat(parts, ignore_index=True).iloc[order].reset_index(drop=True)
         write_csv(df, outp)
-        for f in fns: f.unlink(); _shard_meta(f).unlink()
+        for f in fns: f.unlink(); _meta(f).unlink()
     finally: lock.unlink(missing_ok=True)
     print(f"{n} shares merged into {outp.name}", file=sys.stderr)
     return df
