@@ -62,7 +62,7 @@ def opt_name(learn) -> str:
 
 def opt_note(r) -> str:
     "' (fused AdamW)' for a run trained with today's default optimizer; runs from before issue 34 have no `optimizer` (fastai's Adam)"
-    return ' (fused AdamW)' if 'fused' in r.get('optimizer', '') and 'AdamW' in r.get('optimizer', '') else ''
+    return ' (fused AdamW)' if r.get('optimizer', '').startswith('AdamW (PyTorch, fused)') else ''
 
 def run_kwargs(run):
     "Arguments of `train_covid_learner` for `run` (beyond the data and the architecture)"

@@ -188,8 +188,8 @@ def _stream_rows(pred, files, outp, cols, resume, parts, share=False) -> pd.Data
     from covid_fastai.outputs import _UMASK
     os.chmod(rows_fn, 0o666 & ~_UMASK)
     if share: os.replace(meta_fn, _meta(outp))   # a finished share keeps its description (which model wrote it) for the merge
-    else: meta_fn.unlink(missing_ok=True)
     os.replace(rows_fn, outp)
+    if not share: meta_fn.unlink(missing_ok=True)
     return pd.concat(got, ignore_index=True)
 
 # %% ../nbs/13a_predict.ipynb #920db20d
@@ -211,7 +211,6 @@ def parse_shard(shard:str|tuple|None=None, # `'i/n'` or `(i, n)`, `i` from 0 to 
 def shard_file(outp:Path, i:int, n:int) -> Path:
     "Where share `i` of `n` writes its rows before they are merged into `outp` (beside it, hidden)"
     return outp.with_name(f'.{outp.name}.shard-{i}-of-{n}.csv')
-
 
 def _use_local_device():
     "Under `torchrun`, each process on a GPU uses its own (`LOCAL_RANK`)"
